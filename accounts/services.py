@@ -1,0 +1,187 @@
+"""Writes of the accounts app: registration, profiles, two-factor authentication."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django_otp import match_token
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from backoffice.events import publish
+
+from .exceptions import TwoFactorError
+from .models import ClientProfile, User
+
+PROFILE_USER_FIELDS = ("first_name", "last_name")
+PROFILE_FIELDS = (
+    "date_of_birth",
+    "country",
+    "phone",
+    "address_line1",
+    "address_line2",
+    "city",
+    "state",
+    "postal_code",
+    "language",
+)
+TOTP_DEVICE_NAME = "Authenticator app"
+BACKUP_DEVICE_NAME = "Backup codes"
+
+
+@transaction.atomic
+def client_register(*, user: User, ip: str = "", referrer: str = "") -> ClientProfile:
+    """Give a newly signed-up user a client profile and announce the sign-up."""
+    profile, _ = ClientProfile.objects.get_or_create(user=user)
+    publish("client.registered", user, {"ip": ip, "referrer": referrer[:200]})
+    return profile
+
+
+@transaction.atomic
+def client_email_confirmed(*, user: User, email: str) -> None:
+    publish("client.email_confirmed", user, {"email": email})
+
+
+@transaction.atomic
+def client_profile_update(*, actor: User, user: User, data: dict[str, Any]) -> ClientProfile:
+    """Change a client's names and profile; publish which fields changed.
+
+    ``data`` is a form's cleaned data; unknown keys are ignored. The event
+    names the fields, not their values, so that personal data stays out of
+    the outbox.
+    """
+    user = User.objects.select_for_update().get(pk=user.pk)
+    profile, _ = ClientProfile.objects.select_for_update().get_or_create(user=user)
+    changed: list[str] = []
+    for field in PROFILE_USER_FIELDS:
+        if field in data and getattr(user, field) != data[field]:
+            setattr(user, field, data[field])
+            changed.append(field)
+    for field in PROFILE_FIELDS:
+        if field in data and getattr(profile, field) != data[field]:
+            setattr(profile, field, data[field])
+            changed.append(field)
+    user_fields = [f for f in changed if f in PROFILE_USER_FIELDS]
+    if user_fields:
+        user.save(update_fields=user_fields)
+    if len(changed) > len(user_fields):
+        profile.save()
+    if changed:
+        publish("client.profile_changed", user, {"fields": changed}, actor=actor)
+    return profile
+
+
+@transaction.atomic
+def client_assign_manager(*, actor: User, client: User, manager: User | None) -> ClientProfile:
+    """Assign the client to a staff member (a sales manager), or to nobody."""
+    if manager is not None and not manager.is_staff:
+        raise ValueError("Only staff can manage clients.")
+    profile, _ = ClientProfile.objects.select_for_update().get_or_create(user=client)
+    previous = profile.manager_id
+    if previous != (manager.pk if manager else None):
+        profile.manager = manager
+        profile.save(update_fields=["manager", "updated_at"])
+        publish(
+            "client.manager_assigned",
+            client,
+            {"manager": manager.email if manager else None, "previous_id": previous},
+            actor=actor,
+        )
+    return profile
+
+
+@transaction.atomic
+def client_set_active(*, actor: User, user: User, active: bool) -> None:
+    """Block (or unblock) a client's access; a blocked client cannot sign in."""
+    user = User.objects.select_for_update().get(pk=user.pk)
+    if user.is_active != active:
+        user.is_active = active
+        user.save(update_fields=["is_active"])
+        publish("client.activated" if active else "client.deactivated", user, {}, actor=actor)
+
+
+def totp_device_confirmed(user: User) -> TOTPDevice | None:
+    return TOTPDevice.objects.filter(user=user, confirmed=True).first()
+
+
+@transaction.atomic
+def totp_enrolment_start(*, user: User) -> TOTPDevice:
+    """Create (or reuse) the unconfirmed authenticator device to scan."""
+    if totp_device_confirmed(user):
+        raise TwoFactorError("Two-factor authentication is already on.")
+    device = TOTPDevice.objects.filter(user=user, confirmed=False).first()
+    if device is None:
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return device
+
+
+@transaction.atomic
+def totp_enrolment_confirm(*, user: User, token: str) -> list[str]:
+    """Confirm the pending authenticator with a code; return new backup codes.
+
+    The codes are returned once, to be shown once; only their use is stored.
+    """
+    if totp_device_confirmed(user):
+        raise TwoFactorError("Two-factor authentication is already on.")
+    device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
+    if device is None:
+        raise TwoFactorError("Start the set-up again: no authenticator is waiting for a code.")
+    if not device.verify_token(_clean(token)):
+        raise TwoFactorError("That code is not valid. Check the time on your phone and try again.")
+    device.confirmed = True
+    device.save(update_fields=["confirmed"])
+    codes = _backup_codes_replace(user)
+    publish("security.2fa_enabled", user, {"device": "totp"}, actor=user)
+    return codes
+
+
+@transaction.atomic
+def backup_codes_regenerate(*, user: User, token: str) -> list[str]:
+    """Replace the backup codes, after a valid code from the authenticator."""
+    device = totp_device_confirmed(user)
+    if device is None:
+        raise TwoFactorError("Two-factor authentication is off.")
+    if not device.verify_token(_clean(token)):
+        raise TwoFactorError("That code is not valid.")
+    return _backup_codes_replace(user)
+
+
+@transaction.atomic
+def two_factor_disable(*, user: User, token: str) -> None:
+    """Turn two-factor authentication off; needs a valid code or backup code."""
+    if totp_device_confirmed(user) is None:
+        raise TwoFactorError("Two-factor authentication is already off.")
+    if match_token(user, _clean(token)) is None:
+        raise TwoFactorError("That code is not valid.")
+    TOTPDevice.objects.filter(user=user).delete()
+    StaticDevice.objects.filter(user=user).delete()
+    publish("security.2fa_disabled", user, {}, actor=user)
+
+
+def two_factor_verify(*, user: User, token: str):
+    """The device that accepts this code (authenticator or an unused backup
+    code), or None. A backup code is used up; a TOTP code cannot be reused."""
+    return match_token(user, _clean(token))
+
+
+def _backup_codes_replace(user: User) -> list[str]:
+    device, _ = StaticDevice.objects.get_or_create(
+        user=user, defaults={"name": BACKUP_DEVICE_NAME, "confirmed": True}
+    )
+    device.token_set.all().delete()
+    codes = [_backup_code() for _ in range(settings.BACKUP_CODE_COUNT)]
+    StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
+    return codes
+
+
+def _backup_code() -> str:
+    # 10 characters from an alphabet without look-alikes: ~50 bits.
+    alphabet = "abcdefghjkmnpqrstuvwxyz23456789"
+    return "".join(secrets.choice(alphabet) for _ in range(10))
+
+
+def _clean(token: str) -> str:
+    return "".join((token or "").split()).replace("-", "").lower()

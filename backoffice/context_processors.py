@@ -1,0 +1,11 @@
+from django.http import HttpRequest
+
+from . import navigation
+from .selectors import brand_get
+
+
+def branding(request: HttpRequest) -> dict:
+    return {
+        "brand": brand_get(),
+        "room_nav": navigation.items("room"),
+    }

@@ -1,0 +1,30 @@
+"""Reads of the core: branding, a client's timeline, notifications."""
+
+from __future__ import annotations
+
+from django.core.cache import cache
+from django.db.models import QuerySet
+
+from .models import Brand, Event, Notification
+
+
+def brand_get() -> Brand:
+    """The brand, from the cache (one row, invalidated when saved)."""
+    brand = cache.get(Brand.CACHE_KEY)
+    if brand is None:
+        brand = Brand.objects.filter(pk=1).first() or Brand(pk=1)
+        cache.set(Brand.CACHE_KEY, brand, 300)
+    return brand
+
+
+def client_timeline(*, client, limit: int = 50) -> QuerySet[Event]:
+    """The client's activity, newest first."""
+    return (
+        Event.objects.filter(client=client)
+        .select_related("actor")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+def notifications_recent(*, user, limit: int = 5) -> list[Notification]:
+    return list(Notification.objects.filter(user=user).order_by("-created_at", "-id")[:limit])

@@ -1,0 +1,22 @@
+from django.conf import settings
+from django.contrib import admin
+from django.urls import include, path
+from django.views.generic import RedirectView
+
+from accounts.views import two_factor_authenticate
+
+from .health import healthz
+
+urlpatterns = [
+    path("", RedirectView.as_view(pattern_name="room:dashboard", permanent=False)),
+    path("healthz", healthz, name="healthz"),
+    path("admin/", admin.site.urls),
+    path("accounts/2fa/", two_factor_authenticate, name="two_factor_authenticate"),
+    path("accounts/", include("allauth.urls")),
+    path("room/", include("accounts.urls")),
+]
+
+if settings.DEBUG:
+    from django.conf.urls.static import static
+
+    urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
