@@ -1,0 +1,84 @@
+"""Shared test set-up.
+
+The suite runs on whatever DATABASE_URL / REDIS_URL say (CI: this machine's
+PostgreSQL and Redis). Celery runs eagerly in-process unless a test starts a
+real worker (tests marked ``worker``). With ``CI_REQUIRE_SERVICES=1`` the run
+fails unless it is on PostgreSQL with a reachable Redis, instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+REQUIRE_SERVICES = os.environ.get("CI_REQUIRE_SERVICES") == "1"
+TEST_PASSWORD = "Correct-Horse-Battery-9"
+
+
+def require_or_skip(condition: bool, reason: str) -> None:
+    """Skip when a real service is missing locally; fail when CI requires it."""
+    if condition:
+        return
+    if REQUIRE_SERVICES:
+        pytest.fail(f"required by CI but missing: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _record_database(django_db_setup, django_db_blocker):
+    from django.db import connection
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    with django_db_blocker.unblock():
+        vendor = connection.vendor
+        version = ""
+        if vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW server_version")
+                version = cursor.fetchone()[0]
+    (ARTIFACTS / "database.txt").write_text(f"{vendor} {version}\n")
+    if REQUIRE_SERVICES and vendor != "postgresql":
+        pytest.exit(f"CI requires PostgreSQL, but the tests run on {vendor}", returncode=3)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _celery_eager():
+    from backoffice.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_clean(settings):
+    from django.core.cache import cache
+
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def password() -> str:
+    return TEST_PASSWORD
+
+
+@pytest.fixture
+def trader(db):
+    from tests.factories import TraderFactory
+
+    return TraderFactory()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    from django.conf import settings
+
+    url = settings.REDIS_URL
+    require_or_skip(bool(url), "REDIS_URL is not set")
+    return url

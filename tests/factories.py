@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+from datetime import date
+
+import factory
+from allauth.account.models import EmailAddress
+from django.contrib.auth.models import Group
+from django_otp.oath import TOTP
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from accounts.models import ClientProfile, User
+
+TEST_PASSWORD = "Correct-Horse-Battery-9"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        skip_postgeneration_save = True
+
+    email = factory.Sequence(lambda n: f"user{n}@example.com")
+    first_name = "Test"
+    last_name = factory.Sequence(lambda n: f"User{n}")
+    password = factory.PostGenerationMethodCall("set_password", TEST_PASSWORD)
+
+    @factory.post_generation
+    def verified(obj, create, extracted, **kwargs):
+        if create and extracted is not False:
+            EmailAddress.objects.create(user=obj, email=obj.email, verified=True, primary=True)
+        if create:
+            obj.save()
+
+
+class TraderFactory(UserFactory):
+    profile = factory.RelatedFactory(
+        "tests.factories.ClientProfileFactory", factory_related_name="user"
+    )
+
+
+class ClientProfileFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = ClientProfile
+
+    user = factory.SubFactory(UserFactory)
+    date_of_birth = date(1985, 5, 17)
+    country = "GB"
+    phone = "+442079460958"
+    address_line1 = "1 Test Street"
+    city = "London"
+    postal_code = "EC1A 1BB"
+
+
+class StaffFactory(UserFactory):
+    is_staff = True
+
+    @factory.post_generation
+    def roles(obj, create, extracted, **kwargs):
+        for role in extracted or []:
+            obj.groups.add(Group.objects.get(name=role))
+
+
+def enable_totp(user: User) -> TOTPDevice:
+    return TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=True)
+
+
+def totp_code(device: TOTPDevice, *, offset_steps: int = 0) -> str:
+    """The code an authenticator app shows for this device (now + offset)."""
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    totp.time = totp.time + offset_steps * device.step
+    return f"{totp.token():0{device.digits}d}"
