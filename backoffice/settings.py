@@ -87,7 +87,8 @@ MIDDLEWARE = [
     "auditlog.middleware.AuditlogMiddleware",
 ]
 
-ROOT_URLCONF = "backoffice.urls"
+# Benchmarks serve extra views from their own URLconf (tests/benchmarks/urls.py).
+ROOT_URLCONF = env.str("ROOT_URLCONF", default="backoffice.urls")
 WSGI_APPLICATION = "backoffice.wsgi.application"
 
 TEMPLATES = [
