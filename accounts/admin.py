@@ -165,27 +165,31 @@ class ClientAdmin(admin.ModelAdmin):
         )
 
     def save_model(self, request, obj, form, change) -> None:
-        # One write path: the same services as the room.
-        services.client_profile_update(
-            actor=request.user,
-            user=obj,
-            data={k: form.cleaned_data[k] for k in ("first_name", "last_name")},
-        )
-        if "is_active" in form.changed_data:
-            services.client_set_active(actor=request.user, user=obj, active=obj.is_active)
+        """Nothing here: save_related() saves the client and profile together."""
 
-    def save_formset(self, request, form, formset, change) -> None:
-        if formset.model is not ClientProfile:
-            return super().save_formset(request, form, formset, change)
-        for profile_form in formset.forms:
-            if not profile_form.has_changed():
+    def save_related(self, request, form, formsets, change) -> None:
+        # One write path: the same services as the room, one event per save.
+        client = form.instance
+        data = {k: form.cleaned_data[k] for k in ("first_name", "last_name")}
+        manager_changed, manager = False, None
+        for formset in formsets:
+            # The admin's change message reads these; the services do the saving.
+            formset.new_objects, formset.deleted_objects, formset.changed_objects = [], [], []
+            if formset.model is not ClientProfile:
                 continue
-            data = profile_form.cleaned_data
-            services.client_profile_update(actor=request.user, user=form.instance, data=data)
-            if "manager" in profile_form.changed_data:
-                services.client_assign_manager(
-                    actor=request.user, client=form.instance, manager=data.get("manager")
-                )
+            for profile_form in formset.forms:
+                if profile_form.has_changed():
+                    data.update(profile_form.cleaned_data)
+                    formset.changed_objects.append(
+                        (profile_form.instance, profile_form.changed_data)
+                    )
+                    if "manager" in profile_form.changed_data:
+                        manager_changed, manager = True, profile_form.cleaned_data.get("manager")
+        services.client_profile_update(actor=request.user, user=client, data=data)
+        if manager_changed:
+            services.client_assign_manager(actor=request.user, client=client, manager=manager)
+        if "is_active" in form.changed_data:
+            services.client_set_active(actor=request.user, user=client, active=client.is_active)
 
 
 class StaffCreationForm(AdminUserCreationForm):

@@ -42,6 +42,13 @@ def _record_database(django_db_setup, django_db_blocker):
     (ARTIFACTS / "database.txt").write_text(f"{vendor} {version}\n")
     if REQUIRE_SERVICES and vendor != "postgresql":
         pytest.exit(f"CI requires PostgreSQL, but the tests run on {vendor}", returncode=3)
+    if REQUIRE_SERVICES:
+        import redis
+        from django.conf import settings
+
+        if not settings.REDIS_URL:
+            pytest.exit("CI requires Redis, but REDIS_URL is not set", returncode=3)
+        redis.Redis.from_url(settings.REDIS_URL, socket_connect_timeout=2).ping()
 
 
 @pytest.fixture(scope="session", autouse=True)
