@@ -87,8 +87,11 @@ def test_profile_update_saves_and_publishes_changed_fields(client, trader):
     "field,value,message",
     [
         ("date_of_birth", "2090-01-01", "cannot be in the future"),
-        ("date_of_birth", date.today().replace(year=date.today().year - 17).isoformat(),
-         "at least 18"),
+        (
+            "date_of_birth",
+            date.today().replace(year=date.today().year - 17).isoformat(),
+            "at least 18",
+        ),
         ("date_of_birth", "not-a-date", "valid date"),
         ("phone", "12345", "valid phone number"),
         ("country", "XX", "valid choice"),

@@ -37,8 +37,9 @@ def _sign_in(client, user):
     return client.post("/accounts/login/", {"login": user.email, "password": TEST_PASSWORD})
 
 
-def test_enrolment_shows_qr_secret_and_ten_backup_codes_once(client, trader,
-                                                            django_capture_on_commit_callbacks):
+def test_enrolment_shows_qr_secret_and_ten_backup_codes_once(
+    client, trader, django_capture_on_commit_callbacks
+):
     client.force_login(trader)
     with django_capture_on_commit_callbacks(execute=True):
         secret, codes = _enrol(client)
