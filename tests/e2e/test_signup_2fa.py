@@ -34,14 +34,14 @@ SCREENSHOTS = ARTIFACTS / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 EMAIL = "ada.trader@example.com"
+NOT_VALID = "That code is not valid."
 
 
 @pytest.fixture(scope="module")
 def browser():
     require_or_skip(CHROMIUM.exists(), f"{CHROMIUM} is not installed")
-
     # Playwright's sync API keeps an event loop on this thread; Django would
-    # otherwise refuse ORM calls (fixtures, database flush) while it runs.
+    # otherwise refuse ORM calls (fixtures, the database flush) while it runs.
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -60,8 +60,8 @@ def browser():
 
 
 class Authenticator:
-    """The authenticator app: codes from the secret shown on the page, never
-    the same 30-second step twice (the server refuses a code used before)."""
+    """The authenticator app, from the secret shown on the page. It never
+    gives the same 30-second step twice: the server refuses a used code."""
 
     def __init__(self, secret: str) -> None:
         self.totp = TOTP(b32decode(secret + "=" * (-len(secret) % 8)))
@@ -71,12 +71,20 @@ class Authenticator:
     def code(self) -> str:
         self.totp.time = time.time()
         if self.totp.t() <= self.last_step:
-            # Still in the step just used: the next step's code is accepted
-            # too (the server allows one step of clock skew) and is unused.
+            # Still in the step just used: the next step's code is unused and
+            # accepted (the server allows one step of clock drift), so the
+            # test need not wait up to 30 seconds.
             self.totp.time += self.totp.step * (self.last_step + 1 - self.totp.t())
         self.last_step = self.totp.t()
         self.last_code = f"{self.totp.token():06d}"
         return self.last_code
+
+
+def new_page(browser, viewport, **options):
+    context = browser.new_context(viewport=viewport, **options)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    return context, page
 
 
 def shot(page, name: str) -> None:
@@ -84,16 +92,16 @@ def shot(page, name: str) -> None:
 
 
 def assert_no_horizontal_overflow(page) -> None:
-    sizes = page.evaluate(
+    width, screen, path = page.evaluate(
         "() => [document.documentElement.scrollWidth, window.innerWidth, location.pathname]"
     )
-    assert sizes[0] <= sizes[1], f"{sizes[2]} is {sizes[0]}px wide on a {sizes[1]}px screen"
+    assert width <= screen, f"{path} is {width}px wide on a {screen}px screen"
 
 
-def sign_in(page, base: str, email: str = EMAIL) -> None:
+def sign_in(page, base: str, password: str = TEST_PASSWORD) -> None:
     page.goto(f"{base}/accounts/login/")
-    page.get_by_label("Email").fill(email)
-    page.get_by_label(re.compile(r"^Password:?$")).fill(TEST_PASSWORD)
+    page.get_by_label("Email").fill(EMAIL)
+    page.get_by_role("textbox", name="Password", exact=True).fill(password)
     page.get_by_role("button", name="Sign in").click()
 
 
@@ -109,81 +117,89 @@ def enter_code(page, code: str) -> None:
 
 def test_signup_confirm_turn_on_2fa_and_sign_in_with_codes(live_server, browser):
     base = live_server.url
-    desktop = browser.new_context(viewport=DESKTOP)
-    page = desktop.new_page()
-    page.set_default_timeout(10_000)
+    desktop, page = new_page(browser, DESKTOP)
 
-    # Sign up.
+    # Sign up; the page says to confirm the address.
     page.goto(f"{base}/accounts/signup/")
     shot(page, "signup-1280")
     page.get_by_label("Email").fill(EMAIL)
-    page.get_by_label(re.compile(r"^Password:?$")).fill(TEST_PASSWORD)
-    page.get_by_label("Password (again)").fill(TEST_PASSWORD)
-    page.get_by_role("button", name=re.compile("Sign up|Create account", re.I)).click()
+    page.get_by_role("textbox", name="Password", exact=True).fill(TEST_PASSWORD)
+    page.get_by_role("textbox", name="Password (again)").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
     page.wait_for_url(re.compile(r"/accounts/confirm-email/$"))
-    assert page.get_by_role("heading", name=re.compile("verify your email|confirm your e-mail", re.I)).is_visible()
+    expect(page.get_by_role("heading", level=1)).to_have_text(re.compile("verify", re.I))
     shot(page, "verification-sent-1280")
 
-    # Confirm the address from the link in the e-mail.
+    # Confirm it from the link in the e-mail.
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == [EMAIL]
     link = re.search(r"https?://\S+/accounts/confirm-email/\S+", mail.outbox[0].body).group(0)
     page.goto(base + urlsplit(link).path)
+    shot(page, "email-confirm-1280")
     page.get_by_role("button", name="Confirm").click()
     page.wait_for_url(re.compile(r"/accounts/login/"))
-    assert page.get_by_text(f"You have confirmed {EMAIL}").is_visible()
+    expect(page.get_by_text(f"You have confirmed {EMAIL}")).to_be_visible()
 
-    # Sign in (no second factor yet) and land in the room.
+    # Sign in with the password alone (no second factor yet).
     sign_in(page, base)
     page.wait_for_url(f"{base}/room/")
-    assert page.get_by_role("heading", name="Welcome").is_visible()
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
     shot(page, "dashboard-1280")
 
-    # Turn on two-factor authentication.
+    # Turn on two-factor authentication with the key shown on the page.
     page.goto(f"{base}/room/security/")
     page.get_by_role("button", name="Set up two-factor authentication").click()
     secret = page.locator("code.secret").get_attribute("data-secret")
     assert secret and re.fullmatch(r"[A-Z2-7]{16,}", secret)
     shot(page, "security-setup-1280")
+    page.set_viewport_size(PHONE)
+    assert_no_horizontal_overflow(page)
+    expect(page.get_by_role("link", name="Open in the authenticator app")).to_be_visible()
+    shot(page, "security-setup-390")
+    page.set_viewport_size(DESKTOP)
     app = Authenticator(secret)
     page.get_by_label("Code from the app").fill(app.code())
     page.get_by_role("button", name="Confirm and turn on").click()
-    assert page.get_by_role("heading", name="Your backup codes").is_visible()
-    codes = page.locator("ol.codes li").all_inner_texts()
+    expect(page.get_by_role("heading", name="Your backup codes")).to_be_visible()
+    codes = [c.strip() for c in page.locator("ol.codes li").all_inner_texts()]
     assert len(codes) == 10
-    assert all(re.fullmatch(r"[a-z2-9]{5}-[a-z2-9]{5}", c.strip()) for c in codes)
+    assert all(re.fullmatch(r"[a-z2-9]{5}-[a-z2-9]{5}", c) for c in codes)
     shot(page, "backup-codes-1280")
     page.get_by_role("link", name="I saved them").click()
-    assert page.locator(".status.on").is_visible()
+    expect(page.locator(".status.on")).to_be_visible()
     shot(page, "security-1280")
 
-    # Signed out, the password alone is no longer enough: a fresh code is.
+    # Signed out, the password alone no longer opens the room: a fresh code does.
     sign_out(page)
     sign_in(page, base)
     page.wait_for_url(re.compile(r"/accounts/2fa/$"))
-    shot(page, "two-factor-1280")
     expect(page.get_by_label("Authentication code")).to_be_focused()
+    shot(page, "two-factor-1280")
     enter_code(page, app.code())
     page.wait_for_url(f"{base}/room/")
 
-    # The desktop layout shows the navigation; there is no menu button.
-    assert page.locator("#room-nav").is_visible()
-    assert page.locator("[data-nav-toggle]").is_hidden()
+    # On a desktop the navigation is shown and there is no menu button.
+    expect(page.locator("#room-nav")).to_be_visible()
+    expect(page.locator("[data-nav-toggle]")).to_be_hidden()
 
-    # A profile with mistakes is refused and the fields say why.
+    # A profile with mistakes is refused, and each field says why.
     page.goto(f"{base}/room/profile/")
     page.get_by_label("First name").fill("Ada")
     page.get_by_label("Date of birth").fill("2099-01-01")
     page.get_by_role("button", name="Save profile").click()
-    assert page.get_by_text("The date of birth cannot be in the future.").is_visible()
+    expect(page.get_by_text("The date of birth cannot be in the future.")).to_be_visible()
     shot(page, "profile-errors-1280")
+
+    # allauth's own pages for a signed-in user open inside the room.
+    page.get_by_role("link", name="Change your password").click()
+    page.wait_for_url(re.compile(r"/accounts/password/change/$"))
+    expect(page.locator("#room-nav")).to_be_visible()
+    shot(page, "password-change-1280")
     sign_out(page)
     desktop.close()
 
-    # On a phone: the code used a moment ago is refused, a backup code works once.
-    phone = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True)
-    page = phone.new_page()
-    page.set_default_timeout(10_000)
+    # On a phone, with a backup code instead of the app.
+    phone, page = new_page(browser, PHONE, is_mobile=True, has_touch=True)
     page.goto(f"{base}/accounts/signup/")
     assert_no_horizontal_overflow(page)
     shot(page, "signup-390")
@@ -191,11 +207,6 @@ def test_signup_confirm_turn_on_2fa_and_sign_in_with_codes(live_server, browser)
     page.wait_for_url(re.compile(r"/accounts/2fa/$"))
     assert_no_horizontal_overflow(page)
     shot(page, "two-factor-390")
-    enter_code(page, app.last_code)
-    assert page.get_by_text("That code is not valid.").is_visible()
-    assert page.url.endswith("/accounts/2fa/")
-    assert_no_horizontal_overflow(page)
-    shot(page, "two-factor-error-390")
     enter_code(page, codes[0])
     page.wait_for_url(f"{base}/room/")
     assert_no_horizontal_overflow(page)
@@ -203,38 +214,55 @@ def test_signup_confirm_turn_on_2fa_and_sign_in_with_codes(live_server, browser)
 
     # The navigation is folded away behind the menu button until opened.
     nav, toggle = page.locator("#room-nav"), page.locator("[data-nav-toggle]")
-    assert nav.is_hidden()
-    assert toggle.get_attribute("aria-expanded") == "false"
+    expect(nav).to_be_hidden()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
     toggle.click()
-    assert nav.is_visible()
-    assert toggle.get_attribute("aria-expanded") == "true"
+    expect(nav).to_be_visible()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
     assert_no_horizontal_overflow(page)
     shot(page, "dashboard-nav-open-390")
     nav.get_by_role("link", name="Security").click()
     page.wait_for_url(f"{base}/room/security/")
-    assert nav.is_hidden()
-    assert page.get_by_text("You have 9 unused backup codes.").is_visible()
+    expect(nav).to_be_hidden()
+    # The backup code is used up.
+    expect(page.get_by_text("You have 9 unused backup codes.")).to_be_visible()
     assert_no_horizontal_overflow(page)
     shot(page, "security-390")
 
     page.goto(f"{base}/room/profile/")
     page.get_by_role("button", name="Save profile").click()
-    assert page.get_by_text("Please correct the fields marked below.").is_visible()
+    expect(page.get_by_text("Please correct the fields marked below.")).to_be_visible()
     assert_no_horizontal_overflow(page)
     shot(page, "profile-errors-390")
 
-    # A backup code works only once.
+    # Without JavaScript there is no menu button: the navigation stays open.
+    no_js, plain = new_page(
+        browser, PHONE, java_script_enabled=False, storage_state=phone.storage_state()
+    )
+    plain.goto(f"{base}/room/")
+    expect(plain.locator("#room-nav")).to_be_visible()
+    expect(plain.locator("[data-nav-toggle]")).to_be_hidden()
+    no_js.close()
+
+    # The code from the app used a moment ago does not open the room again.
     sign_out(page)
     assert_no_horizontal_overflow(page)
     shot(page, "login-390")
     sign_in(page, base)
-    enter_code(page, codes[0])
-    assert page.get_by_text("That code is not valid.").is_visible()
+    page.wait_for_url(re.compile(r"/accounts/2fa/$"))
+    enter_code(page, app.last_code)
+    expect(page.get_by_text(NOT_VALID)).to_be_visible()
+    assert page.url.endswith("/accounts/2fa/")
+    assert_no_horizontal_overflow(page)
+    shot(page, "two-factor-error-390")
     phone.close()
 
-    # The entrance pages at desktop width, signed out.
-    desktop = browser.new_context(viewport=DESKTOP)
-    page = desktop.new_page()
+    # A wrong password is refused with a message above the form.
+    desktop, page = new_page(browser, DESKTOP)
     page.goto(f"{base}/accounts/login/")
     shot(page, "login-1280")
+    sign_in(page, base, password="not-the-password")
+    expect(page.get_by_role("alert")).to_contain_text("not correct")
+    assert page.url.endswith("/accounts/login/")
+    shot(page, "login-error-1280")
     desktop.close()
