@@ -80,7 +80,6 @@ class CodeForm(forms.Form):
             attrs={
                 "autocomplete": "one-time-code",
                 "inputmode": "text",
-                "autofocus": True,
                 "spellcheck": "false",
                 "autocapitalize": "off",
             }

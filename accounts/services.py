@@ -7,7 +7,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django_otp import match_token
+from django.utils import timezone
+from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -129,6 +130,9 @@ def totp_enrolment_confirm(*, user: User, token: str) -> list[str]:
     device = TOTPDevice.objects.select_for_update().filter(user=user, confirmed=False).first()
     if device is None:
         raise TwoFactorError("Start the set-up again: no authenticator is waiting for a code.")
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        raise TwoFactorError(_throttle_message(info))
     if not device.verify_token(_clean(token)):
         raise TwoFactorError("That code is not valid. Check the time on your phone and try again.")
     device.confirmed = True
@@ -144,6 +148,9 @@ def backup_codes_regenerate(*, user: User, token: str) -> list[str]:
     device = totp_device_confirmed(user)
     if device is None:
         raise TwoFactorError("Two-factor authentication is off.")
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        raise TwoFactorError(_throttle_message(info))
     if not device.verify_token(_clean(token)):
         raise TwoFactorError("That code is not valid.")
     return _backup_codes_replace(user)
@@ -154,17 +161,41 @@ def two_factor_disable(*, user: User, token: str) -> None:
     """Turn two-factor authentication off; needs a valid code or backup code."""
     if totp_device_confirmed(user) is None:
         raise TwoFactorError("Two-factor authentication is already off.")
-    if match_token(user, _clean(token)) is None:
+    if two_factor_verify(user=user, token=token) is None:
         raise TwoFactorError("That code is not valid.")
     TOTPDevice.objects.filter(user=user).delete()
     StaticDevice.objects.filter(user=user).delete()
     publish("security.2fa_disabled", user, {}, actor=user)
 
 
-def two_factor_verify(*, user: User, token: str):
-    """The device that accepts this code (authenticator or an unused backup
-    code), or None. A backup code is used up; a TOTP code cannot be reused."""
-    return match_token(user, _clean(token))
+def two_factor_verify(*, user: User, token: str) -> Device | None:
+    """The device that accepts this code, or None.
+
+    Six digits are checked against the authenticator (a code cannot be used
+    twice); anything else against the backup codes (each is used up). Only
+    the device the code is for is tried, so that a backup code does not count
+    as a failed authenticator attempt. Raises TwoFactorError while the device
+    is throttled after wrong codes.
+    """
+    token = _clean(token)
+    if len(token) == 6 and token.isdigit():
+        device: Device | None = totp_device_confirmed(user)
+    else:
+        device = StaticDevice.objects.filter(user=user, confirmed=True).first()
+    if device is None:
+        return None
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        raise TwoFactorError(_throttle_message(info))
+    return device if device.verify_token(token) else None
+
+
+def _throttle_message(info: dict | None) -> str:
+    locked_until = (info or {}).get("locked_until")
+    if locked_until:
+        seconds = max(1, int((locked_until - timezone.now()).total_seconds()) + 1)
+        return f"Too many wrong codes. Wait {seconds} seconds and try again."
+    return "Too many wrong codes. Wait a moment and try again."
 
 
 def _backup_codes_replace(user: User) -> list[str]:

@@ -37,8 +37,13 @@ def two_factor_authenticate(request: HttpRequest) -> HttpResponse:
     stage = request._login_stage
     user = stage.login.user
     form = CodeForm(request.POST or None)
+    form.fields["code"].widget.attrs["autofocus"] = True
     if request.method == "POST" and form.is_valid():
-        device = services.two_factor_verify(user=user, token=form.cleaned_data["code"])
+        error = "That code is not valid. Codes change every 30 seconds and each can be used once."
+        try:
+            device = services.two_factor_verify(user=user, token=form.cleaned_data["code"])
+        except TwoFactorError as exc:  # throttled after wrong codes
+            device, error = None, str(exc)
         if device is not None:
             request.session[DEVICE_ID_SESSION_KEY] = device.persistent_id
             return stage.exit()
@@ -53,11 +58,7 @@ def two_factor_authenticate(request: HttpRequest) -> HttpResponse:
             messages.error(request, "Too many wrong codes. Sign in again.")
             return stage.abort()
         stash_login(request, stage.login)
-        form.add_error(
-            "code",
-            "That code is not valid. Codes change every 30 seconds and each can be used once; "
-            "after several wrong codes, wait a minute before trying again.",
-        )
+        form.add_error("code", error)
     return render(request, "account/two_factor_authenticate.html", {"form": form})
 
 
@@ -95,7 +96,10 @@ def _safe_next(request: HttpRequest) -> str:
 
 
 def _qr_svg(uri: str) -> str:
-    return segno.make(uri, error="m").svg_inline(scale=5, border=2, dark="#111", light="#fff")
+    # No fixed size (a viewBox only), so that CSS can fit it to a phone.
+    return segno.make(uri, error="m").svg_inline(
+        scale=5, border=2, dark="#111", light="#fff", omitsize=True
+    )
 
 
 @login_required

@@ -24,9 +24,7 @@ def _signup(client, email="new.trader@example.com", password=TEST_PASSWORD):
     )
 
 
-def test_signup_creates_client_and_asks_to_confirm(
-    client, django_capture_on_commit_callbacks
-):
+def test_signup_creates_client_and_asks_to_confirm(client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         response = _signup(client)
     assert response.status_code == 302
@@ -54,9 +52,7 @@ def test_signup_refuses_an_address_already_taken_in_any_case(client):
     assert User.objects.filter(email__iexact="taken@example.com").count() == 1
 
 
-def test_unconfirmed_user_signs_in_once_confirmed(
-    client, django_capture_on_commit_callbacks
-):
+def test_unconfirmed_user_signs_in_once_confirmed(client, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=True):
         _signup(client)
     client.logout()

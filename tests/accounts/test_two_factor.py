@@ -175,3 +175,21 @@ def test_security_pages_need_sign_in_and_post(client, trader):
     client.force_login(trader)
     assert client.get("/room/security/totp/start/").status_code == 405
     assert client.get("/room/security/disable/").status_code == 405
+
+
+def test_after_a_wrong_code_the_user_is_told_to_wait(client, trader):
+    device = enable_totp(trader)
+    _sign_in(client, trader)
+    client.post("/accounts/2fa/", {"code": "000000"})
+    response = client.post("/accounts/2fa/", {"code": totp_code(device)})
+    assert "Too many wrong codes. Wait" in response.content.decode()
+    assert "_auth_user_id" not in client.session
+
+
+def test_a_backup_code_does_not_count_against_the_authenticator(client, trader):
+    device = enable_totp(trader)
+    codes = services._backup_codes_replace(trader)
+    _sign_in(client, trader)
+    assert client.post("/accounts/2fa/", {"code": codes[0]}).status_code == 302
+    device.refresh_from_db()
+    assert device.throttling_failure_count == 0
