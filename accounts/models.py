@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 from django_countries.fields import CountryField
 from phonenumber_field.modelfields import PhoneNumberField
 
@@ -33,6 +36,10 @@ class UserManager(BaseUserManager["User"]):
         return self._create_user(email, password, **extra)
 
 
+def new_security_stamp() -> str:
+    return secrets.token_hex(16)
+
+
 class User(AbstractBaseUser, PermissionsMixin):
     email = models.EmailField("e-mail address", unique=True)
     first_name = models.CharField(max_length=150, blank=True)
@@ -42,6 +49,9 @@ class User(AbstractBaseUser, PermissionsMixin):
     )
     is_active = models.BooleanField(default=True)
     date_joined = models.DateTimeField(default=timezone.now)
+    # Part of every session's auth hash: changing it signs out the user's
+    # other sessions (see accounts.services.sessions_invalidate_others).
+    security_stamp = models.CharField(max_length=32, default=new_security_stamp, editable=False)
 
     objects = UserManager()
 
@@ -61,6 +71,16 @@ class User(AbstractBaseUser, PermissionsMixin):
 
     def get_short_name(self) -> str:
         return self.first_name or self.email
+
+    def _get_session_auth_hash(self, secret=None) -> str:
+        # Django's hash covers the password only; ours also covers the
+        # security stamp, rotated when two-factor authentication changes.
+        return salted_hmac(
+            "accounts.User.get_session_auth_hash",
+            f"{self.password}:{self.security_stamp}",
+            secret=secret,
+            algorithm="sha256",
+        ).hexdigest()
 
 
 class ClientManager(UserManager):

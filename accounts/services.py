@@ -15,7 +15,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from backoffice.events import publish
 
 from .exceptions import TwoFactorError
-from .models import ClientProfile, User
+from .models import ClientProfile, User, new_security_stamp
 
 PROFILE_USER_FIELDS = ("first_name", "last_name")
 PROFILE_FIELDS = (
@@ -138,6 +138,7 @@ def totp_enrolment_confirm(*, user: User, token: str) -> list[str]:
     device.confirmed = True
     device.save(update_fields=["confirmed"])
     codes = _backup_codes_replace(user)
+    sessions_invalidate_others(user=user)
     publish("security.2fa_enabled", user, {"device": "totp"}, actor=user)
     return codes
 
@@ -165,6 +166,7 @@ def two_factor_disable(*, user: User, token: str) -> None:
         raise TwoFactorError("That code is not valid.")
     TOTPDevice.objects.filter(user=user).delete()
     StaticDevice.objects.filter(user=user).delete()
+    sessions_invalidate_others(user=user)
     publish("security.2fa_disabled", user, {}, actor=user)
 
 
@@ -196,6 +198,14 @@ def _throttle_message(info: dict | None) -> str:
         seconds = max(1, int((locked_until - timezone.now()).total_seconds()) + 1)
         return f"Too many wrong codes. Wait {seconds} seconds and try again."
     return "Too many wrong codes. Wait a moment and try again."
+
+
+def sessions_invalidate_others(*, user: User) -> None:
+    """Sign the user out everywhere, by rotating the security stamp that every
+    session's auth hash covers. The caller keeps its own session with
+    ``django.contrib.auth.update_session_auth_hash(request, user)``."""
+    user.security_stamp = new_security_stamp()
+    User.objects.filter(pk=user.pk).update(security_stamp=user.security_stamp)
 
 
 def _backup_codes_replace(user: User) -> list[str]:

@@ -9,6 +9,7 @@ import segno
 from allauth.account.internal.decorators import login_stage_required
 from allauth.account.internal.stagekit import stash_login
 from django.contrib import messages
+from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -145,8 +146,9 @@ def totp_confirm(request: HttpRequest) -> HttpResponse:
     except TwoFactorError as exc:
         form.add_error("code", str(exc))
         return security(request, code_form=form, status=400)
-    # This session has just proved the second factor.
+    # This session has just proved the second factor; other sessions end.
     otp_login(request, services.totp_device_confirmed(request.user))
+    update_session_auth_hash(request, request.user)
     messages.success(request, "Two-factor authentication is on.")
     return _show_backup_codes(request, codes)
 
@@ -181,6 +183,7 @@ def two_factor_disable(request: HttpRequest) -> HttpResponse:
         except TwoFactorError as exc:
             messages.error(request, f"Two-factor authentication is still on. {exc}")
         else:
+            update_session_auth_hash(request, request.user)
             messages.success(request, "Two-factor authentication is off.")
     else:
         messages.error(request, form.errors["code"][0])

@@ -193,3 +193,31 @@ def test_a_backup_code_does_not_count_against_the_authenticator(client, trader):
     assert client.post("/accounts/2fa/", {"code": codes[0]}).status_code == 302
     device.refresh_from_db()
     assert device.throttling_failure_count == 0
+
+
+def test_turning_2fa_on_signs_out_other_sessions_but_not_this_one(client, trader):
+    from django.test import Client as HttpClient
+
+    other = HttpClient()
+    other.force_login(trader)
+    assert other.get("/room/").status_code == 200
+    client.force_login(trader)
+    _enrol(client)
+    assert client.get("/room/").status_code == 200
+    response = other.get("/room/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/accounts/login/")
+
+
+def test_turning_2fa_off_signs_out_other_sessions(client, trader):
+    from django.test import Client as HttpClient
+
+    device = enable_totp(trader)
+    other = HttpClient()
+    _sign_in(other, trader)
+    other.post("/accounts/2fa/", {"code": totp_code(device)})
+    assert other.get("/room/").status_code == 200
+    client.force_login(trader)
+    client.post("/room/security/disable/", {"code": totp_code(device, offset_steps=1)})
+    assert client.get("/room/").status_code == 200
+    assert other.get("/room/").status_code == 302
