@@ -1,0 +1,277 @@
+"""Writes of the payments app. Every movement of money goes through
+:func:`ledger_post`: one journal transaction, entries summing to zero per
+currency, wallets locked in a fixed order and never negative, idempotent by
+key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from backoffice.events import publish
+from backoffice.money import MoneyError, to_minor
+
+from .exceptions import (
+    IdempotencyConflict,
+    InsufficientFunds,
+    LedgerError,
+    UnbalancedTransaction,
+)
+from .models import Currency, Entry, JournalTransaction, LedgerAccount
+
+
+@dataclass(frozen=True)
+class Line:
+    """One leg of a posting: ``amount`` minor units into ``account`` (negative: out)."""
+
+    account: LedgerAccount
+    amount: int
+
+
+def _request_hash(kind: str, lines: Sequence[Line], metadata: dict[str, Any]) -> str:
+    canonical = json.dumps(
+        {
+            "kind": kind,
+            "lines": sorted([line.account.pk, line.amount] for line in lines),
+            "metadata": metadata,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _validate(lines: Sequence[Line]) -> None:
+    if len(lines) < 2:
+        raise UnbalancedTransaction("A posting needs at least two entries.")
+    totals: dict[str, int] = defaultdict(int)
+    for line in lines:
+        if not isinstance(line.amount, int) or isinstance(line.amount, bool):
+            raise LedgerError("Ledger amounts are integers in minor units.")
+        if line.amount == 0:
+            raise LedgerError("A ledger entry cannot be zero.")
+        if line.account.pk is None:
+            raise LedgerError("Post to saved ledger accounts only.")
+        totals[line.account.currency_id] += line.amount
+    unbalanced = {code: total for code, total in totals.items() if total != 0}
+    if unbalanced:
+        raise UnbalancedTransaction(f"Entries do not sum to zero per currency: {unbalanced}")
+
+
+@transaction.atomic
+def ledger_post(
+    *,
+    kind: str,
+    idempotency_key: str,
+    lines: Sequence[Line],
+    actor=None,
+    description: str = "",
+    metadata: dict[str, Any] | None = None,
+    reverses: JournalTransaction | None = None,
+) -> JournalTransaction:
+    """Post one balanced journal transaction, exactly once per idempotency key.
+
+    The same key with the same request returns the first transaction (with
+    ``replayed = True``); the same key with a different request raises
+    :class:`IdempotencyConflict`. Wallets are locked in id order; one that
+    would go negative raises :class:`InsufficientFunds` and nothing is written.
+    """
+    metadata = metadata or {}
+    _validate(lines)
+    request_hash = _request_hash(kind, lines, metadata)
+
+    existing = JournalTransaction.objects.filter(idempotency_key=idempotency_key).first()
+    if existing is not None:
+        return _replay(existing, request_hash)
+    try:
+        # Inserting the key first serialises concurrent requests with the same
+        # key on its unique index: the second waits, then fails here.
+        with transaction.atomic():
+            journal = JournalTransaction.objects.create(
+                kind=kind,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash,
+                description=description[:255],
+                metadata=metadata,
+                actor=actor if actor is not None and actor.pk else None,
+                reverses=reverses,
+                created_at=timezone.now(),
+            )
+    except IntegrityError:
+        return _replay(
+            JournalTransaction.objects.get(idempotency_key=idempotency_key), request_hash
+        )
+
+    deltas: dict[int, int] = defaultdict(int)
+    for line in lines:
+        if line.account.kind == LedgerAccount.WALLET:
+            deltas[line.account.pk] += line.amount
+    balances_after = _apply_to_wallets(deltas)
+
+    Entry.objects.bulk_create(
+        Entry(
+            transaction=journal,
+            account_id=line.account.pk,
+            currency_id=line.account.currency_id,
+            amount=line.amount,
+            balance_after=balances_after.get(line.account.pk),
+            created_at=journal.created_at,
+        )
+        for line in lines
+    )
+    journal.replayed = False
+    return journal
+
+
+def _replay(existing: JournalTransaction, request_hash: str) -> JournalTransaction:
+    if existing.request_hash != request_hash:
+        raise IdempotencyConflict(
+            f"Idempotency key {existing.idempotency_key!r} was used for a different request."
+        )
+    existing.replayed = True
+    return existing
+
+
+def _apply_to_wallets(deltas: dict[int, int]) -> dict[int, int]:
+    """Lock the wallets (in id order, so that postings never deadlock), check
+    and update their running balances. Returns the balances after."""
+    if not deltas:
+        return {}
+    wallets = list(
+        LedgerAccount.objects.select_for_update()
+        .filter(pk__in=deltas.keys(), kind=LedgerAccount.WALLET)
+        .order_by("pk")
+        .only("pk", "balance", "currency_id")
+    )
+    if len(wallets) != len(deltas):
+        raise LedgerError("A wallet of this posting does not exist.")
+    after: dict[int, int] = {}
+    for wallet in wallets:
+        new_balance = wallet.balance + deltas[wallet.pk]
+        if new_balance < 0:
+            raise InsufficientFunds(wallet, -deltas[wallet.pk], wallet.balance)
+        after[wallet.pk] = new_balance
+    for wallet in wallets:
+        if deltas[wallet.pk]:
+            LedgerAccount.objects.filter(pk=wallet.pk).update(balance=after[wallet.pk])
+    return after
+
+
+@transaction.atomic
+def ledger_reverse(
+    *, journal: JournalTransaction, actor, reason: str, idempotency_key: str | None = None
+) -> JournalTransaction:
+    """Post the mirror image of a transaction. A transaction is reversed once
+    (a reversal is itself never reversed: post a new transaction instead)."""
+    key = idempotency_key or f"reversal:{journal.pk}"
+    already = JournalTransaction.objects.filter(reverses=journal).first()
+    if already is not None and already.idempotency_key != key:
+        raise LedgerError(f"Transaction #{journal.pk} was already reversed by #{already.pk}.")
+    if journal.reverses_id is not None:
+        raise LedgerError("A reversal cannot be reversed; post a new transaction.")
+    entries = list(journal.entries.select_related("account"))
+    return ledger_post(
+        kind="reversal",
+        idempotency_key=key,
+        lines=[Line(e.account, -e.amount) for e in entries],
+        actor=actor,
+        description=f"Reversal of #{journal.pk}: {reason}"[:255],
+        metadata={"reverses": journal.pk, "reason": reason},
+        reverses=journal,
+    )
+
+
+def currency_get(code: str) -> Currency:
+    try:
+        return Currency.objects.get(code=code.upper(), is_active=True)
+    except Currency.DoesNotExist as exc:
+        raise LedgerError(f"Unknown currency {code!r}.") from exc
+
+
+@transaction.atomic
+def wallet_open(*, user, currency: Currency | str) -> LedgerAccount:
+    """The user's wallet in this currency, created if missing (idempotent)."""
+    if isinstance(currency, str):
+        currency = currency_get(currency)
+    wallet = LedgerAccount.objects.filter(
+        kind=LedgerAccount.WALLET, owner=user, currency=currency
+    ).first()
+    if wallet is not None:
+        return wallet
+    try:
+        with transaction.atomic():
+            wallet = LedgerAccount.objects.create(
+                kind=LedgerAccount.WALLET, owner=user, currency=currency
+            )
+    except IntegrityError:
+        return LedgerAccount.objects.get(kind=LedgerAccount.WALLET, owner=user, currency=currency)
+    publish("wallet.opened", wallet, {"currency": currency.code}, client=user)
+    return wallet
+
+
+def system_account(code: str, currency: Currency | str) -> LedgerAccount:
+    """The system account ``code`` in this currency, created if missing."""
+    currency_code = currency.code if isinstance(currency, Currency) else currency
+    account = LedgerAccount.objects.filter(
+        kind=LedgerAccount.SYSTEM, code=code, currency_id=currency_code
+    ).first()
+    if account is not None:
+        return account
+    try:
+        with transaction.atomic():
+            return LedgerAccount.objects.create(
+                kind=LedgerAccount.SYSTEM, code=code, currency_id=currency_code
+            )
+    except IntegrityError:
+        return LedgerAccount.objects.get(
+            kind=LedgerAccount.SYSTEM, code=code, currency_id=currency_code
+        )
+
+
+ADJUSTMENTS = "adjustments"
+
+
+@transaction.atomic
+def wallet_adjust(
+    *, actor, wallet: LedgerAccount, amount: Decimal, reason: str, idempotency_key: str
+) -> JournalTransaction:
+    """A manual credit (positive) or debit (negative) of a wallet by Finance,
+    against the adjustments system account. Audited as an event."""
+    if not reason.strip():
+        raise LedgerError("Give the reason for the adjustment.")
+    try:
+        minor = to_minor(amount, wallet.currency.exponent)
+    except MoneyError as exc:
+        raise LedgerError(str(exc)) from exc
+    if minor == 0:
+        raise LedgerError("The amount cannot be zero.")
+    journal = ledger_post(
+        kind="adjustment",
+        idempotency_key=idempotency_key,
+        lines=[
+            Line(wallet, minor),
+            Line(system_account(ADJUSTMENTS, wallet.currency_id), -minor),
+        ],
+        actor=actor,
+        description=reason,
+        metadata={"reason": reason},
+    )
+    if journal.replayed:
+        return journal
+    publish(
+        "wallet.adjusted",
+        journal,
+        {"wallet": wallet.pk, "amount": str(amount), "currency": wallet.currency_id},
+        client=wallet.owner,
+        actor=actor,
+    )
+    return journal
