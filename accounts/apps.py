@@ -9,6 +9,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
+        from backoffice import demo
         from backoffice.events import describe
         from backoffice.navigation import NavItem, register
 
@@ -30,3 +31,10 @@ class AccountsConfig(AppConfig):
         }.items():
             describe(name, text)
         post_migrate.connect(roles.grant_administrator_everything)
+        demo.register("accounts", _seed_accounts, order=10)
+
+
+def _seed_accounts() -> list[str]:
+    from .demo import seed_and_describe
+
+    return seed_and_describe()

@@ -80,6 +80,25 @@ TRADERS = [
 ]
 
 
+def seed_and_describe() -> list[str]:
+    """The accounts seeder for ``manage.py seed_demo``: logins to print."""
+    logins = seed_demo()
+    width = max(len(login.email) for login in logins)
+    lines = ["Demo logins", f"  password for all: {settings.DEMO_PASSWORD}"]
+    for login in logins:
+        line = f"  {login.email:<{width}}  {login.role}"
+        if login.totp_secret:
+            line += f"  (authenticator key {login.totp_secret})"
+        lines.append(line)
+    lines += [
+        "",
+        "  Staff sign in at /admin/ with the password, then a code from an authenticator",
+        "  app holding the key shown, or print the current code with:",
+        "    .venv/bin/python manage.py demo_otp administrator@demo.test",
+    ]
+    return lines
+
+
 @transaction.atomic
 def seed_demo() -> list[DemoLogin]:
     Brand.objects.get_or_create(pk=1, defaults={"name": "Demo Broker"})
