@@ -8,7 +8,7 @@ from django.db.models import QuerySet
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from backoffice.selectors import client_timeline, notifications_recent
+from backoffice.selectors import client_activity_recent, notifications_recent
 
 from . import roles
 from .models import Client, ClientProfile, User
@@ -57,7 +57,7 @@ def dashboard_for_user(*, user: User) -> Dashboard:
         profile=profile,
         two_factor_enabled=TOTPDevice.objects.filter(user=user, confirmed=True).exists(),
         notifications=notifications_recent(user=user, limit=5),
-        activity=list(client_timeline(client=user, limit=8)),
+        activity=client_activity_recent(client=user, limit=8),
     )
 
 

