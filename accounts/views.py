@@ -13,6 +13,7 @@ from django.contrib.auth import update_session_auth_hash
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.functional import SimpleLazyObject
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
@@ -20,7 +21,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp import login as otp_login
 
 from backoffice.events import publish
-from backoffice.selectors import notifications_recent
+from backoffice.selectors import notifications_recent, room_version
 from backoffice.services import notifications_mark_read
 
 from . import selectors, services
@@ -65,8 +66,16 @@ def two_factor_authenticate(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def dashboard(request: HttpRequest) -> HttpResponse:
-    data = selectors.dashboard_for_user(user=request.user)
-    return render(request, "room/dashboard.html", {"dashboard": data, "nav_active": "dashboard"})
+    user = request.user
+    # Read only when a cached fragment is missing (see the template).
+    data = SimpleLazyObject(lambda: selectors.dashboard_for_user(user=user))
+    context = {
+        "dashboard": data,
+        "notifications": SimpleLazyObject(lambda: data.notifications),
+        "room_version": room_version(user.pk),
+        "nav_active": "dashboard",
+    }
+    return render(request, "room/dashboard.html", context)
 
 
 @login_required
@@ -198,7 +207,10 @@ def notifications_read(request: HttpRequest) -> HttpResponse:
         return render(
             request,
             "room/_notifications.html",
-            {"notifications": notifications_recent(user=request.user)},
+            {
+                "notifications": notifications_recent(user=request.user),
+                "room_version": room_version(request.user.pk),
+            },
         )
     return redirect("room:dashboard")
 

@@ -98,6 +98,11 @@ def publish(
     if event.completed_at is None:
         event_id = event.pk
         transaction.on_commit(lambda: dispatch(event_id))
+    if client is not None:
+        # The client's timeline changed: their room's cached fragments go.
+        from .services import room_version_bump
+
+        room_version_bump(client.pk)
     return event
 
 

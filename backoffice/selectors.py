@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
+import time
+
 from django.core.cache import cache
 from django.db.models import QuerySet
 
 from .models import Brand, Event, Notification
+
+ROOM_VERSION_KEY = "room:version:{}"
+
+
+def room_version(user_id: int) -> int:
+    """A number that changes whenever what a user's room shows changes.
+
+    Room pages cache their per-user fragments under it; the writers bump it
+    (``backoffice.services.room_version_bump``). A missing key gets a fresh,
+    never-seen value, so an evicted version can never revive stale fragments.
+    """
+    key = ROOM_VERSION_KEY.format(user_id)
+    version = cache.get(key)
+    if version is None:
+        version = time.time_ns()
+        cache.add(key, version, None)
+        version = cache.get(key, version)
+    return version
 
 
 def brand_get() -> Brand:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import time
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -70,6 +72,16 @@ def outbox_sweep(*, older_than: int | None = None, limit: int = 500) -> int:
     return len(ids)
 
 
+def room_version_bump(user_id: int) -> None:
+    """Invalidate the cached fragments of the user's room, after commit."""
+    from .selectors import ROOM_VERSION_KEY
+
+    def bump() -> None:
+        cache.set(ROOM_VERSION_KEY.format(user_id), time.time_ns(), None)
+
+    transaction.on_commit(bump)
+
+
 def notification_create(
     *, user, kind: str, title: str, body: str = "", event: Event | None = None, email: bool = True
 ) -> Notification:
@@ -87,10 +99,14 @@ def notification_create(
                 logger.warning("notification e-mail to user %s failed", user.pk, exc_info=True)
 
         transaction.on_commit(send)
+    room_version_bump(user.pk)
     return notification
 
 
 def notifications_mark_read(*, user) -> int:
-    return Notification.objects.filter(user=user, read_at__isnull=True).update(
+    count = Notification.objects.filter(user=user, read_at__isnull=True).update(
         read_at=timezone.now()
     )
+    if count:
+        room_version_bump(user.pk)
+    return count

@@ -135,3 +135,37 @@ def test_notifications_of_another_user_are_untouched(client, trader):
     client.post("/room/notifications/read/")
     assert Notification.objects.get(user=other).read_at is None
     assert "Theirs" not in client.get("/room/").content.decode()
+
+
+def test_cached_dashboard_follows_every_change(client, trader, django_capture_on_commit_callbacks):
+    from backoffice.services import notification_create
+
+    client.force_login(trader)
+    assert "Nothing to see" not in client.get("/room/").content.decode()
+    with django_capture_on_commit_callbacks(execute=True):
+        notification_create(user=trader, kind="x", title="Fresh news", email=False)
+    page = client.get("/room/").content.decode()
+    assert "Fresh news" in page and 'class="unread"' in page
+
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post("/room/notifications/read/")
+    assert 'class="unread"' not in client.get("/room/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.client_profile_update(actor=trader, user=trader, data={"city": "Oslo"})
+    assert "Profile updated" in client.get("/room/").content.decode()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        device = services.totp_enrolment_start(user=trader)
+        from tests.factories import totp_code
+
+        services.totp_enrolment_confirm(user=trader, token=totp_code(device))
+    client.force_login(trader)  # enabling 2FA ended the other sessions
+    assert "Two-factor authentication is on" in client.get("/room/").content.decode()
+
+
+def test_a_warm_dashboard_reads_no_dashboard_rows(client, trader, django_assert_max_num_queries):
+    client.force_login(trader)
+    client.get("/room/")
+    with django_assert_max_num_queries(2):  # the session and the user
+        assert client.get("/room/").status_code == 200
