@@ -25,6 +25,12 @@ auditlog.register(Brand)
 auditlog.register(Group, m2m_fields={"permissions"})
 
 
+# Concrete fields only: auditlog also lists reverse relations on creation.
+_AUDITED_FIELDS = {f.name for f in User._meta.concrete_fields} | {
+    f.name for f in ClientProfile._meta.concrete_fields
+}
+
+
 class ClientProfileInline(admin.StackedInline):
     model = ClientProfile
     fk_name = "user"
@@ -66,7 +72,7 @@ class ClientAdmin(admin.ModelAdmin):
     ]
     list_filter = [
         "is_active",
-        "profile__country",
+        ("profile__country", admin.AllValuesFieldListFilter),
         ("profile__manager", admin.RelatedOnlyFieldListFilter),
     ]
     search_fields = ["email", "first_name", "last_name", "profile__phone"]
@@ -131,7 +137,11 @@ class ClientAdmin(admin.ModelAdmin):
                 e.timestamp.strftime("%Y-%m-%d %H:%M"),
                 e.actor or "system",
                 e.get_action_display(),
-                "; ".join(f"{k}: {' → '.join(map(str, v))}" for k, v in e.changes_dict.items()),
+                "; ".join(
+                    f"{k}: {' → '.join(map(str, v))}"
+                    for k, v in e.changes_dict.items()
+                    if k in _AUDITED_FIELDS
+                ),
             )
             for e in entries
         ]
