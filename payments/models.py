@@ -75,6 +75,7 @@ class LedgerAccount(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
+        permissions = [("adjust_wallet", "Can credit or debit a wallet by hand")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(kind="system") | Q(balance__gte=0), name="wallet_balance_non_negative"
@@ -125,6 +126,7 @@ class JournalTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        permissions = [("reverse_transaction", "Can reverse a ledger transaction")]
 
     def __str__(self) -> str:
         return f"{self.kind} #{self.pk}"

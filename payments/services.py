@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -179,7 +180,7 @@ def ledger_reverse(
     if journal.reverses_id is not None:
         raise LedgerError("A reversal cannot be reversed; post a new transaction.")
     entries = list(journal.entries.select_related("account"))
-    return ledger_post(
+    reversal = ledger_post(
         kind="reversal",
         idempotency_key=key,
         lines=[Line(e.account, -e.amount) for e in entries],
@@ -188,6 +189,14 @@ def ledger_reverse(
         metadata={"reverses": journal.pk, "reason": reason},
         reverses=journal,
     )
+    if not reversal.replayed:
+        owners = {e.account.owner_id for e in entries if e.account.owner_id is not None}
+        payload = {"reverses": journal.pk, "reversal": reversal.pk, "reason": reason}
+        for owner in get_user_model().objects.filter(pk__in=owners):
+            publish("ledger.reversed", reversal, payload, client=owner, actor=actor)
+        if not owners:
+            publish("ledger.reversed", reversal, payload, actor=actor)
+    return reversal
 
 
 def currency_get(code: str) -> Currency:

@@ -195,3 +195,18 @@ def test_postgres_refuses_unbalanced_entries_written_by_hand():
             ]
         )
     assert ledger_check().ok
+
+
+def test_a_reversal_is_an_event_in_the_client_timeline(usd_wallets):
+    from backoffice.models import Event
+
+    a, b = usd_wallets
+    fund(a, 1_000)
+    journal = services.ledger_post(
+        kind="transfer", idempotency_key="ev", lines=[Line(a, -100), Line(b, 100)]
+    )
+    services.ledger_reverse(journal=journal, actor=None, reason="wrong client")
+    services.ledger_reverse(journal=journal, actor=None, reason="wrong client")  # replay
+    events = Event.objects.filter(name="ledger.reversed")
+    assert {e.client_id for e in events} == {a.owner_id, b.owner_id}
+    assert events.count() == 2
