@@ -89,3 +89,47 @@ def redis_url() -> str:
     url = settings.REDIS_URL
     require_or_skip(bool(url), "REDIS_URL is not set")
     return url
+
+
+def _is_transactional(item) -> bool:
+    marker = item.get_closest_marker("django_db")
+    return bool(
+        (marker is not None and marker.kwargs.get("transaction"))
+        or "live_server" in item.fixturenames
+        or "transactional_db" in item.fixturenames
+    )
+
+
+# Data migrations whose rows a transactional test's flush removes. A new data
+# migration (roles, reference data) is added here too.
+DATA_MIGRATIONS = [
+    ("accounts.migrations.0002_roles", "create_roles"),
+    ("payments.migrations.0002_currencies_and_ledger_triggers", "add_currencies"),
+    ("payments.migrations.0003_ledger_permissions", "grant_ledger_permissions"),
+]
+
+
+def restore_migration_rows() -> None:
+    """Put back the rows data migrations wrote (roles, currencies), which the
+    flush after a transactional test removes. Content types, permissions and
+    the site come back through post_migrate, which the flush emits."""
+    import importlib
+
+    from django.apps import apps
+    from django.contrib.auth.models import Group
+
+    from accounts.roles import ADMINISTRATOR, grant_administrator_everything
+
+    if Group.objects.filter(name=ADMINISTRATOR).exists():
+        return
+    for module, function in DATA_MIGRATIONS:
+        getattr(importlib.import_module(module), function)(apps, None)
+    grant_administrator_everything(sender=None)
+
+
+@pytest.fixture(autouse=True)
+def _migration_rows(request):
+    if _is_transactional(request.node):
+        request.getfixturevalue("transactional_db")
+        restore_migration_rows()
+    yield
