@@ -15,6 +15,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.db.models import BigIntegerField, Case, Value, When
 from django.utils import timezone
 
 from backoffice.events import publish
@@ -68,7 +69,6 @@ def _validate(lines: Sequence[Line]) -> None:
         raise UnbalancedTransaction(f"Entries do not sum to zero per currency: {unbalanced}")
 
 
-@transaction.atomic
 def ledger_post(
     *,
     kind: str,
@@ -89,34 +89,57 @@ def ledger_post(
     metadata = metadata or {}
     _validate(lines)
     request_hash = _request_hash(kind, lines, metadata)
-
-    existing = JournalTransaction.objects.filter(idempotency_key=idempotency_key).first()
-    if existing is not None:
-        return _replay(existing, request_hash)
     try:
-        # Inserting the key first serialises concurrent requests with the same
-        # key on its unique index: the second waits, then fails here.
+        # One atomic block: a transaction of its own when called alone (no
+        # savepoint), one savepoint inside a caller's transaction.
         with transaction.atomic():
-            journal = JournalTransaction.objects.create(
+            return _post(
                 kind=kind,
                 idempotency_key=idempotency_key,
                 request_hash=request_hash,
-                description=description[:255],
+                lines=lines,
+                actor=actor,
+                description=description,
                 metadata=metadata,
-                actor=actor if actor is not None and actor.pk else None,
                 reverses=reverses,
-                created_at=timezone.now(),
             )
     except IntegrityError:
-        return _replay(
-            JournalTransaction.objects.get(idempotency_key=idempotency_key), request_hash
-        )
+        # Rolled back, nothing written. The usual cause: the key was taken
+        # (a replay, or a concurrent request with the same key that committed
+        # first). Looking it up is cheaper than checking on every posting.
+        existing = JournalTransaction.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _replay(existing, request_hash)
+        if reverses is not None and JournalTransaction.objects.filter(reverses=reverses).exists():
+            # Not the key but the one-to-one ``reverses``: a concurrent
+            # reversal of the same transaction, under another key, won.
+            raise LedgerError(f"Transaction #{reverses.pk} was already reversed.") from None
+        raise
 
+
+def _post(
+    *, kind, idempotency_key, request_hash, lines, actor, description, metadata, reverses
+) -> JournalTransaction:
+    # The journal row is written first: its unique key serialises concurrent
+    # requests with the same key (the second waits on the index, then fails)
+    # before any wallet is locked.
+    journal = JournalTransaction.objects.create(
+        kind=kind,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        description=description[:255],
+        metadata=metadata,
+        actor=actor if actor is not None and actor.pk else None,
+        reverses=reverses,
+        created_at=timezone.now(),
+    )
     deltas: dict[int, int] = defaultdict(int)
+    wallets: dict[int, LedgerAccount] = {}
     for line in lines:
         if line.account.kind == LedgerAccount.WALLET:
             deltas[line.account.pk] += line.amount
-    balances_after = _apply_to_wallets(deltas)
+            wallets[line.account.pk] = line.account
+    balances_after = _apply_to_wallets(deltas, wallets)
 
     Entry.objects.bulk_create(
         Entry(
@@ -142,28 +165,33 @@ def _replay(existing: JournalTransaction, request_hash: str) -> JournalTransacti
     return existing
 
 
-def _apply_to_wallets(deltas: dict[int, int]) -> dict[int, int]:
+def _apply_to_wallets(deltas: dict[int, int], wallets: dict[int, LedgerAccount]) -> dict[int, int]:
     """Lock the wallets (in id order, so that postings never deadlock), check
-    and update their running balances. Returns the balances after."""
+    and update their running balances in one statement. Returns the balances
+    after."""
     if not deltas:
         return {}
-    wallets = list(
+    locked = list(
         LedgerAccount.objects.select_for_update()
         .filter(pk__in=deltas.keys(), kind=LedgerAccount.WALLET)
         .order_by("pk")
-        .only("pk", "balance", "currency_id")
+        .values_list("pk", "balance")
     )
-    if len(wallets) != len(deltas):
+    if len(locked) != len(deltas):
         raise LedgerError("A wallet of this posting does not exist.")
     after: dict[int, int] = {}
-    for wallet in wallets:
-        new_balance = wallet.balance + deltas[wallet.pk]
-        if new_balance < 0:
-            raise InsufficientFunds(wallet, -deltas[wallet.pk], wallet.balance)
-        after[wallet.pk] = new_balance
-    for wallet in wallets:
-        if deltas[wallet.pk]:
-            LedgerAccount.objects.filter(pk=wallet.pk).update(balance=after[wallet.pk])
+    for pk, balance in locked:
+        after[pk] = balance + deltas[pk]
+        if after[pk] < 0:
+            raise InsufficientFunds(wallets[pk], -deltas[pk], balance)
+    changed = [pk for pk in after if deltas[pk]]
+    if changed:
+        LedgerAccount.objects.filter(pk__in=changed).update(
+            balance=Case(
+                *(When(pk=pk, then=Value(after[pk])) for pk in changed),
+                output_field=BigIntegerField(),
+            )
+        )
     return after
 
 
