@@ -1,0 +1,193 @@
+"""The trader's wallets: the list (and opening one), a wallet's history, its
+CSV export. Every wallet id from a request goes through
+``selectors.wallet_get_for_user``: another trader's wallet is a 404."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from datetime import UTC
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import patch_vary_headers
+from django.views.decorators.http import require_GET, require_POST
+
+from backoffice.money import from_minor
+
+from . import selectors, services
+from .exceptions import LedgerError
+from .forms import HistoryFilterForm, WalletOpenForm, kind_label
+from .models import LedgerAccount
+
+HISTORY_PAGE_SIZE = 25
+EXPORT_CHUNK = 1000
+
+
+@login_required
+@require_GET
+def wallet_list(request: HttpRequest) -> HttpResponse:
+    wallets = selectors.wallets_for_user(user=request.user)
+    return _render_list(request, _open_form(wallets), wallets)
+
+
+@login_required
+@require_POST
+def wallet_open(request: HttpRequest) -> HttpResponse:
+    wallets = selectors.wallets_for_user(user=request.user)
+    form = _open_form(wallets, data=request.POST)
+    if not form.is_valid():
+        return _render_list(request, form, wallets, status=400)
+    currency = form.cleaned_data["currency"]
+    already = any(w.currency_id == currency.code for w in wallets)
+    try:
+        services.wallet_open(user=request.user, currency=currency)
+    except LedgerError as exc:
+        messages.error(request, str(exc))
+        return redirect("payments:wallets")
+    if already:
+        messages.info(request, f"You already have a {currency.code} wallet.")
+    else:
+        messages.success(request, f"Your {currency.code} wallet is open.")
+    return redirect("payments:wallets")
+
+
+def _open_form(wallets: list[LedgerAccount], data=None) -> WalletOpenForm:
+    return WalletOpenForm(
+        data,
+        active=selectors.currencies_active(),
+        owned_codes={w.currency_id for w in wallets},
+    )
+
+
+def _render_list(
+    request: HttpRequest, form: WalletOpenForm, wallets: list[LedgerAccount], status: int = 200
+) -> HttpResponse:
+    context = {"wallets": wallets, "open_form": form, "nav_active": "wallets"}
+    return render(request, "payments/wallet_list.html", context, status=status)
+
+
+@login_required
+@require_GET
+def wallet_detail(request: HttpRequest, wallet_id: int) -> HttpResponse:
+    wallet = selectors.wallet_get_for_user(user=request.user, wallet_id=wallet_id)
+    form = HistoryFilterForm(request.GET)
+    return _render_history(request, wallet, form)
+
+
+def _render_history(
+    request: HttpRequest, wallet: LedgerAccount, form: HistoryFilterForm
+) -> HttpResponse:
+    base = reverse("payments:wallet", args=[wallet.pk])
+    context = {"wallet": wallet, "form": form, "nav_active": "wallets", "base_url": base}
+    status = 200
+    if form.is_valid():
+        page = selectors.wallet_history(
+            wallet=wallet, limit=HISTORY_PAGE_SIZE, **form.history_filters()
+        )
+        params = form.filter_params()
+        context.update(
+            page=page,
+            filtered=form.is_filtered,
+            paged=form.cleaned_data.get("before") is not None,
+            newest_url=_with_query(base, params),
+            older_url=_with_query(base, {**params, "before": page.next_cursor})
+            if page.next_cursor
+            else "",
+            export_url=_with_query(reverse("payments:wallet_export", args=[wallet.pk]), params),
+        )
+    else:
+        status = 400
+    # The filter form and the "Older" link swap only the history part when
+    # htmx is there; a history restore (back button) wants the whole page.
+    partial = bool(request.htmx) and not request.htmx.history_restore_request
+    if partial:
+        status = 200  # htmx swaps only successful responses; the errors are in the part
+    template = "payments/_history.html" if partial else "payments/wallet_detail.html"
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _with_query(url: str, params: dict) -> str:
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+@login_required
+@require_GET
+def wallet_export(request: HttpRequest, wallet_id: int) -> HttpResponse:
+    """The filtered history as CSV, streamed in keyset chunks (the whole
+    filtered history: a page cursor in the query is ignored)."""
+    wallet = selectors.wallet_get_for_user(user=request.user, wallet_id=wallet_id)
+    form = HistoryFilterForm(request.GET)
+    if not form.is_valid():
+        return _render_history(request, wallet, form)
+    filters = form.history_filters()
+    filters.pop("before_id")
+    writer = csv.writer(_Echo())
+    rows = (writer.writerow(row) for row in _csv_rows(wallet, filters))
+    response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
+    stamp = timezone.now().astimezone(UTC).strftime("%Y%m%d")
+    filename = f"wallet-{wallet.currency_id}-{stamp}.csv"
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+CSV_HEADER = ["date", "type", "description", "amount", "currency", "balance_after"]
+
+
+def _csv_rows(wallet: LedgerAccount, filters: dict) -> Iterator[list[str]]:
+    yield CSV_HEADER
+    exponent = wallet.currency.exponent
+    cursor = None
+    while True:
+        page = selectors.wallet_history(
+            wallet=wallet, before_id=cursor, limit=EXPORT_CHUNK, **filters
+        )
+        for entry in page.entries:
+            yield [
+                entry.created_at.astimezone(UTC)
+                .isoformat(timespec="seconds")
+                .replace("+00:00", "Z"),
+                csv_safe(kind_label(entry.transaction.kind)),
+                csv_safe(entry.transaction.description),
+                _plain(entry.amount, exponent),
+                wallet.currency_id,
+                _plain(entry.balance_after, exponent) if entry.balance_after is not None else "",
+            ]
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+def _plain(minor: int, exponent: int) -> str:
+    return format(from_minor(minor, exponent), "f")  # "-0.00000001", never "-1E-8"
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula
+# (OWASP "CSV injection"); tab and carriage return hide such a start.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def csv_safe(value: str) -> str:
+    """Text made inert for spreadsheets: a leading quote before a formula
+    character. The numbers we write ourselves (amounts) are left as numbers."""
+    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    """A file-like object whose write returns what it was given, so that
+    ``csv.writer`` produces lines for a streaming response."""
+
+    def write(self, value: str) -> str:
+        return value
