@@ -1,7 +1,6 @@
 """Tables shared by every app: the domain event outbox, notifications, branding."""
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.serializers.json import DjangoJSONEncoder
 from django.core.validators import RegexValidator
 from django.db import models, transaction
@@ -128,6 +127,8 @@ class Brand(models.Model):
         return self.name
 
     def save(self, *args, **kwargs) -> None:
+        from .selectors import brand_forget
+
         self.pk = 1
         super().save(*args, **kwargs)
-        transaction.on_commit(lambda: cache.delete(self.CACHE_KEY))
+        transaction.on_commit(brand_forget)

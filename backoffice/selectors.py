@@ -28,13 +28,32 @@ def room_version(user_id: int) -> int:
     return version
 
 
+# The brand is read on every page: keep it in the process for a while, on
+# top of the shared cache. A change shows at once in the process that saved
+# it and within BRAND_MEMO_SECONDS elsewhere.
+BRAND_MEMO_SECONDS = 30
+_brand_memo: tuple[Brand, float] | None = None
+
+
 def brand_get() -> Brand:
-    """The brand, from the cache (one row, invalidated when saved)."""
+    """The brand (one row): from this process's memo, else the cache, else the
+    database."""
+    global _brand_memo
+    if _brand_memo is not None and _brand_memo[1] > time.monotonic():
+        return _brand_memo[0]
     brand = cache.get(Brand.CACHE_KEY)
     if brand is None:
         brand = Brand.objects.filter(pk=1).first() or Brand(pk=1)
         cache.set(Brand.CACHE_KEY, brand, 300)
+    _brand_memo = (brand, time.monotonic() + BRAND_MEMO_SECONDS)
     return brand
+
+
+def brand_forget() -> None:
+    """Drop the brand from the shared cache and this process's memo."""
+    global _brand_memo
+    _brand_memo = None
+    cache.delete(Brand.CACHE_KEY)
 
 
 def client_timeline(*, client, limit: int = 50) -> QuerySet[Event]:

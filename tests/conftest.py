@@ -64,10 +64,14 @@ def _celery_eager():
 def _fast_and_clean(settings):
     from django.core.cache import cache
 
+    from backoffice.selectors import brand_forget
+
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     cache.clear()
+    brand_forget()
     yield
     cache.clear()
+    brand_forget()
 
 
 @pytest.fixture
