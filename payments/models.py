@@ -149,7 +149,11 @@ class Entry(models.Model):
 
     class Meta:
         verbose_name_plural = "entries"
-        indexes = [models.Index(fields=["account", "-id"], name="entry_account_history")]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="entry_account_history"),
+            # History filtered by a period (payments.selectors.wallet_history).
+            models.Index(fields=["account", "-created_at", "-id"], name="entry_account_time"),
+        ]
         constraints = [models.CheckConstraint(condition=~Q(amount=0), name="entry_amount_not_zero")]
 
     def __str__(self) -> str:

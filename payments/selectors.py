@@ -51,17 +51,37 @@ def wallet_history(
     limit: int = 50,
 ) -> HistoryPage:
     """A page of a wallet's entries, newest first, by keyset (no OFFSET, no
-    COUNT): pass the returned ``next_cursor`` as ``before_id`` for the next."""
+    COUNT): pass the returned ``next_cursor`` as ``before_id`` for the next.
+
+    Without a period the order is the entry id (the account's history index).
+    With a period it is (time, id), on the (account, time, id) index, so that a
+    month a year ago is read directly instead of walking back to it; the
+    cursor is still an entry id, whose time is looked up.
+    """
     qs = Entry.objects.filter(account=wallet)
-    if before_id is not None:
-        qs = qs.filter(id__lt=before_id)
     if kind:
         qs = qs.filter(transaction__kind=kind)
     if since is not None:
         qs = qs.filter(created_at__gte=since)
     if until is not None:
         qs = qs.filter(created_at__lt=until)
-    rows = list(qs.select_related("transaction").order_by("-id")[: limit + 1])
+    by_time = since is not None or until is not None
+    if before_id is not None:
+        if by_time:
+            cursor_time = (
+                Entry.objects.filter(account=wallet, id=before_id)
+                .values_list("created_at", flat=True)
+                .first()
+            )
+            if cursor_time is None:
+                return HistoryPage(entries=[], next_cursor=None)
+            qs = qs.filter(
+                Q(created_at__lt=cursor_time) | Q(created_at=cursor_time, id__lt=before_id)
+            )
+        else:
+            qs = qs.filter(id__lt=before_id)
+    order = ("-created_at", "-id") if by_time else ("-id",)
+    rows = list(qs.select_related("transaction").order_by(*order)[: limit + 1])
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
     return HistoryPage(entries=rows[:limit], next_cursor=next_cursor)
 

@@ -221,10 +221,11 @@ def test_history_filters_by_type_and_period(signed_in, usd):
 
     assert descriptions({"type": "transfer"}) == ["April transfer"]
     # Whole days, both ends included.
-    # Newest first by posting order (the transfer, dated 15 April, came last).
+    # With a period, newest first by time (the transfer was posted last but is
+    # dated 15 April); without one, by posting order.
     assert descriptions({"date_from": "2026-04-01", "date_to": "2026-04-30"}) == [
-        "April transfer",
         "April refund",
+        "April transfer",
         "April fee",
     ]
     assert descriptions(
@@ -524,3 +525,18 @@ def test_demo_seed_gives_traders_history_and_runs_once(django_assert_max_num_que
     again = "\n".join(demo.seed())
     assert JournalTransaction.objects.count() == transactions
     assert f"0 transactions added, {transactions} already there" in again
+
+
+def test_period_paging_walks_every_entry_once(signed_in, usd):
+    for day in range(1, 29):
+        adjust(usd, "1", f"Feb {day}", at=datetime(2026, 2, day, 12, tzinfo=UTC))
+    url = f"/room/wallets/{usd.pk}/"
+    query = {"date_from": "2026-02-01", "date_to": "2026-02-28"}
+    seen, pages = [], 0
+    while query is not None and pages < 10:
+        html = signed_in.get(url, query).content.decode()
+        seen += [row[2] for row in rows(html)]
+        match = re.search(r'href="[^"]*before=(\d+)[^"]*"', html)
+        query = {**query, "before": match.group(1)} if match else None
+        pages += 1
+    assert seen == [f"Feb {day}" for day in range(28, 0, -1)]
