@@ -108,6 +108,7 @@ def _is_transactional(item) -> bool:
 # migration (roles, reference data) is added here too.
 DATA_MIGRATIONS = [
     ("accounts.migrations.0002_roles", "create_roles"),
+    ("accounts.migrations.0004_sales_without_event_list", "revoke"),
     ("payments.migrations.0002_currencies_and_ledger_triggers", "add_currencies"),
     ("payments.migrations.0003_ledger_permissions", "grant_ledger_permissions"),
 ]

@@ -199,3 +199,16 @@ def test_client_list_query_count_is_bounded(django_assert_max_num_queries):
     TraderFactory.create_batch(15)
     with django_assert_max_num_queries(13):
         assert http.get("/admin/accounts/client/").status_code == 200
+
+
+def test_sales_cannot_list_every_clients_events_or_notifications():
+    sales = StaffFactory(roles=[SALES])
+    mine = TraderFactory(profile__manager=sales)
+    http = signed_in_with_code(sales)
+    assert http.get("/admin/backoffice/event/").status_code == 403
+    assert http.get("/admin/backoffice/notification/").status_code == 403
+    # Their own client's activity stays on the client's page.
+    assert (
+        "Activity timeline"
+        in http.get(f"/admin/accounts/client/{mine.pk}/change/").content.decode()
+    )
