@@ -25,7 +25,6 @@ Exit status 1 when postings at 8 clients reach less than half of pgbench's tps.
 
 from __future__ import annotations
 
-import datetime as dt
 import multiprocessing as mp
 import os
 import platform
@@ -42,14 +41,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-DOC = ROOT / "docs" / "PERFORMANCE.md"
+if str(ROOT) not in sys.path:  # run as a script: make tests.benchmarks importable
+    sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks import common  # noqa: E402
+from tests.benchmarks.common import DOC, HOST, PG_PORT, PG_USER, log  # noqa: E402
+
+VENV_PYTHON = common.VENV_BIN / "python"
 START_MARK = "<!-- ledger-postings:start -->"
 END_MARK = "<!-- ledger-postings:end -->"
 
-HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
 BENCH_DB = "backoffice_ledger_bench"
 PGBENCH_DB = "backoffice_ledger_pgbench"
 PGBENCH_SCALE = 10
@@ -73,12 +74,6 @@ DJANGO_ENV = {
 # Removed so that the settings' defaults apply (CONN_MAX_AGE=600).
 UNSET = ("CONN_MAX_AGE", "REDIS_URL", "SECRET_KEY", "SECRET_KEY_FILE")
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def log(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
-
 
 def pgbench_command(clients: int) -> list[str]:
     return [
@@ -93,9 +88,7 @@ def pgbench_command(clients: int) -> list[str]:
 
 
 def admin_sql(*statements: str, dbname: str = "postgres") -> list[tuple]:
-    import psycopg2
-
-    conn = psycopg2.connect(host=HOST, port=PG_PORT, user=PG_USER, dbname=dbname, connect_timeout=5)
+    conn = common.pg_connect(dbname)
     rows: list[tuple] = []
     try:
         conn.autocommit = True
@@ -109,15 +102,8 @@ def admin_sql(*statements: str, dbname: str = "postgres") -> list[tuple]:
     return rows
 
 
-def recreate_databases() -> None:
-    for name in (BENCH_DB, PGBENCH_DB):
-        admin_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
-
-
 def django_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET}
-    env.update(DJANGO_ENV)
-    return env
+    return common.child_env(DJANGO_ENV, UNSET)
 
 
 def migrate() -> None:
@@ -143,13 +129,7 @@ def pgbench_init() -> None:
 
 
 def setup_django() -> None:
-    for name in UNSET:
-        os.environ.pop(name, None)
-    os.environ.update(DJANGO_ENV)
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    common.setup_django(DJANGO_ENV, UNSET)
 
 
 def seed() -> list[int]:
@@ -220,14 +200,6 @@ def count_queries(wallet_ids: list[int]) -> tuple[list[str], int]:
 # --- Workers ---------------------------------------------------------------------------
 
 
-def process_cpu_s(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
 def worker(index: int, run: str, wallet_ids, barrier, results) -> None:
     """One client: its own process and connection. Reports a failure instead
     of leaving the parent waiting."""
@@ -257,7 +229,7 @@ def post_until_deadline(index: int, run: str, wallet_ids, barrier) -> dict:
     started = time.monotonic()
     deadline = started + DURATION_S
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    backend_before = process_cpu_s(backend)
+    backend_before = common.process_cpu_s(backend) or 0.0
     n = 0
     while time.monotonic() < deadline:
         n += 1
@@ -277,7 +249,7 @@ def post_until_deadline(index: int, run: str, wallet_ids, barrier) -> dict:
     client_cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (
         cpu_after.ru_stime - cpu_before.ru_stime
     )
-    server_cpu = process_cpu_s(backend) - backend_before
+    server_cpu = (common.process_cpu_s(backend) or 0.0) - backend_before
     connection.close()
     return {
         "postings": len(latencies),
@@ -357,29 +329,9 @@ def run_pgbench(clients: int) -> tuple[float, float]:
 # --- Report ----------------------------------------------------------------------------
 
 
-def command_output(command: list[str]) -> str:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
 def machine_info() -> dict[str, str]:
     import django
 
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = "?"
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB (MemTotal)"
-    os_name = "?"
-    for line in Path("/etc/os-release").read_text().splitlines():
-        if line.startswith("PRETTY_NAME="):
-            os_name = line.split("=", 1)[1].strip('"')
     pg_version = admin_sql("SHOW server_version")[0][0]
     settings = dict(
         admin_sql(
@@ -388,13 +340,13 @@ def machine_info() -> dict[str, str]:
         )
     )
     return {
-        "CPU": f"{command_output(['nproc'])} cores (nproc), {cpu}",
-        "memory": mem,
-        "OS": f"{os_name}, kernel {platform.release()}",
+        "CPU": common.cpu_description(),
+        "memory": common.memory_total(),
+        "OS": common.os_description(),
         "PostgreSQL": f"{pg_version} ("
         + ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
         + ")",
-        "pgbench": command_output(["pgbench", "--version"]),
+        "pgbench": common.command_output(["pgbench", "--version"]),
         "Python": platform.python_version(),
         "Django": django.get_version(),
     }
@@ -417,12 +369,7 @@ def table(rows: list[Row]) -> str:
 
 
 def shorten(sql: str, limit: int = 150) -> str:
-    sql = re.sub(r'"(\w+)"\."(\w+)"', r"\2", sql)
-    sql = re.sub(r"SELECT .*? FROM", "SELECT … FROM", sql, count=1)
-    sql = re.sub(
-        r"INSERT INTO (\S+) \(.*?\) VALUES .*? RETURNING", r"INSERT INTO \1 … RETURNING", sql
-    )
-    return sql if len(sql) <= limit else sql[: limit - 1] + "…"
+    return common.shorten_sql(sql, limit, collapse_inserts=True)
 
 
 def render_section(
@@ -494,26 +441,15 @@ Figures on this machine vary by about ±20 % between runs
 """
 
 
-def write_doc(section: str) -> None:
-    """Replace only what lies between the markers; append the section if absent."""
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    text = DOC.read_text() if DOC.exists() else "# Performance\n"
-    pattern = re.compile(rf"^{re.escape(START_MARK)}\n.*?^{re.escape(END_MARK)}\n?", re.M | re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text, count=1)
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text)
-
-
 # --- Main ------------------------------------------------------------------------------
 
 
 def main() -> int:
     os.chdir(ROOT)
-    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started = common.started_label()
     log(f"re-creating {BENCH_DB} and {PGBENCH_DB}")
-    recreate_databases()
+    for name in (BENCH_DB, PGBENCH_DB):
+        common.recreate_database(name)
     log("migrating")
     migrate()
     log(f"pgbench -i -s {PGBENCH_SCALE}")
@@ -552,7 +488,9 @@ def main() -> int:
 
     print()
     print(table(rows))
-    write_doc(render_section(info, rows, sent, statements, started))
+    common.write_marked_section(
+        START_MARK, END_MARK, render_section(info, rows, sent, statements, started)
+    )
     goal = next(r for r in rows if r.clients == GOAL_CLIENTS)
     log(f"postings / pgbench at {GOAL_CLIENTS} clients: {goal.ratio:.2f}; wrote {DOC}")
     return 0 if goal.ratio >= REQUIRED_RATIO else 1

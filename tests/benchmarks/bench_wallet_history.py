@@ -36,32 +36,34 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import platform
 import random
 import re
 import shlex
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-VENV_BIN = ROOT / ".venv" / "bin"
-DOC = ROOT / "docs" / "PERFORMANCE.md"
+if str(ROOT) not in sys.path:  # run as a script: make tests.benchmarks importable
+    sys.path.insert(0, str(ROOT))
+
+from tests.benchmarks import common  # noqa: E402
+from tests.benchmarks.common import (  # noqa: E402
+    CORES,
+    DOC,
+    HOST,
+    PG_PORT,
+    PG_USER,
+    REDIS_URL,
+    VENV_BIN,
+    log,
+)
+
 START_MARK = "<!-- wallet-history:start -->"
 END_MARK = "<!-- wallet-history:end -->"
 
-HOST = "127.0.0.1"
-PG_PORT = 5432
-PG_USER = "postgres"
 BENCH_DB = "backoffice_history_bench"
-REDIS_URL = "redis://127.0.0.1:6379/0"
 TRADER_EMAIL = "alice@demo.test"
 COUNTERPARTY_EMAIL = "bruno@demo.test"
 
@@ -96,40 +98,12 @@ UNSET = (
 )
 
 
-def log(message: str) -> None:
-    print(f"[bench] {message}", flush=True)
-
-
 # --- Database ----------------------------------------------------------------------
 
 
-def pg_connect(dbname: str):
-    import psycopg2
-
-    return psycopg2.connect(host=HOST, port=PG_PORT, user=PG_USER, dbname=dbname, connect_timeout=5)
-
-
-def recreate_database() -> None:
-    conn = pg_connect("postgres")
-    try:
-        conn.autocommit = True
-        with conn.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-            cur.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    finally:
-        conn.close()
-
-
 def setup_django() -> None:
-    for name in UNSET:
-        os.environ.pop(name, None)
-    os.environ.update(DJANGO_ENV)
     # Seeding runs event subscribers in this process, not on a shared worker.
-    os.environ["CELERY_TASK_ALWAYS_EAGER"] = "1"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
+    common.setup_django({**DJANGO_ENV, "CELERY_TASK_ALWAYS_EAGER": "1"}, UNSET)
 
 
 @dataclass
@@ -334,76 +308,14 @@ def measure_queries(pages: list[Page], session_key: str) -> None:
 # --- Server and wrk --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 def server_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in UNSET}
-    env.update(DJANGO_ENV)
+    env = common.child_env(DJANGO_ENV, UNSET)
     env["PYTHONPATH"] = str(ROOT)
     return env
 
 
 def gunicorn_command(port: int) -> list[str]:
-    return [
-        str(VENV_BIN / "gunicorn"),
-        "backoffice.wsgi",
-        "-w",
-        str(WORKERS),
-        "-k",
-        "sync",
-        "-b",
-        f"{HOST}:{port}",
-        "--timeout",
-        "30",
-    ]
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-OPENER = urllib.request.build_opener(NoRedirect)
-
-
-def fetch(url: str, cookie: str = "", timeout: float = 10) -> tuple[int, str]:
-    if not url.startswith(f"http://{HOST}:"):
-        raise ValueError(f"loopback only: {url}")
-    request = urllib.request.Request(url, headers={"Cookie": cookie} if cookie else {})  # noqa: S310 - checked above
-    try:
-        with OPENER.open(request, timeout=timeout) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-
-
-def wait_until_up(base: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with status {proc.returncode}")
-        try:
-            if fetch(base + "/healthz", timeout=2)[0] in (200, 503):
-                return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise RuntimeError(f"gunicorn did not answer within {timeout:.0f} s")
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # its own process group: only its workers
-        proc.wait(timeout=5)
+    return common.gunicorn_command(port, WORKERS)
 
 
 @dataclass
@@ -417,101 +329,35 @@ class Result:
     others_cpu_pct: float = 0.0  # CPU of everything else on the machine, % of all cores
 
 
-UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
-
-
 def wrk_command(url: str, cookie: str, seconds: int) -> list[str]:
-    return [
-        "wrk",
-        f"-t{WRK_THREADS}",
-        f"-c{WRK_CONNECTIONS}",
-        f"-d{seconds}s",
-        "--latency",
-        "-H",
-        f"Cookie: {cookie}",
-        url,
-    ]
+    return common.wrk_command(url, cookie, seconds, WRK_THREADS, WRK_CONNECTIONS)
 
 
 def run_wrk(url: str, cookie: str, seconds: int) -> Result:
-    done = subprocess.run(
-        wrk_command(url, cookie, seconds), capture_output=True, text=True, timeout=seconds + 30
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr or done.stdout}")
-    out = done.stdout
-
-    def latency(pct: str) -> float:
-        m = re.search(rf"^\s*{pct}%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-        if not m:
-            raise ValueError(f"no {pct}% latency in wrk output:\n{out}")
-        return float(m.group(1)) * UNITS_MS[m.group(2)]
-
-    rps = re.search(r"^Requests/sec:\s+([\d.]+)", out, re.M)
-    total = re.search(r"^\s*(\d+) requests in", out, re.M)
-    if not rps or not total:
-        raise ValueError(f"cannot parse wrk output:\n{out}")
-    errors = []
-    socket_errors = re.search(r"Socket errors: (.*)", out)
-    if socket_errors:
-        errors.append("socket errors: " + socket_errors.group(1).strip())
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        errors.append(f"non-2xx/3xx: {non2xx.group(1)}")
-    return Result(
-        float(rps.group(1)), latency("50"), latency("99"), int(total.group(1)), "; ".join(errors)
-    )
+    out = common.parse_wrk(common.wrk_output(wrk_command(url, cookie, seconds), seconds))
+    return Result(out.rps, out.p50_ms, out.p99_ms, out.requests, out.errors)
 
 
 # CPU accounting from /proc: this machine is shared, so latency alone mixes
 # our server's cost with other people's load.
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-CORES = os.cpu_count() or 1
-
-
-def process_cpu_s(pid: int) -> float | None:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
-
-
-def machine_busy_s() -> float:
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / CLK_TCK
 
 
 def server_pids(master_pid: int) -> list[int]:
     """The gunicorn workers and the PostgreSQL backends of the bench database."""
-    workers = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == master_pid:
-                workers.append(int(stat.parent.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    conn = pg_connect("postgres")
-    try:
-        with conn.cursor() as cur:
-            cur.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
-                [BENCH_DB],
-            )
-            backends = [row[0] for row in cur.fetchall()]
-    finally:
-        conn.close()
-    return workers + backends
+    return common.children_of(master_pid) + common.database_backends(BENCH_DB)
+
+
+def server_cpu_s(pids: list[int]) -> float:
+    return sum(common.process_cpu_s(p) or 0.0 for p in pids)
 
 
 def measured(url: str, cookie: str, seconds: int, pids: list[int]) -> Result:
     """wrk on one URL, with the server's CPU time per request and the load of
     everything else (not the server, not wrk) meanwhile."""
     wrk_before = os.times()
-    before = (time.monotonic(), sum(process_cpu_s(p) or 0.0 for p in pids), machine_busy_s())
+    before = (time.monotonic(), server_cpu_s(pids), common.machine_busy_s())
     result = run_wrk(url, cookie, seconds)
-    after = (time.monotonic(), sum(process_cpu_s(p) or 0.0 for p in pids), machine_busy_s())
+    after = (time.monotonic(), server_cpu_s(pids), common.machine_busy_s())
     wrk_after = os.times()
     wrk_s = (wrk_after.children_user + wrk_after.children_system) - (
         wrk_before.children_user + wrk_before.children_system
@@ -524,7 +370,7 @@ def measured(url: str, cookie: str, seconds: int, pids: list[int]) -> Result:
 
 
 def check_page(base: str, page: Page, cookie: str) -> None:
-    status, body = fetch(base + page.path, cookie)
+    status, body = common.fetch(base + page.path, cookie)
     if status != 200 or "USD wallet" not in body:
         raise RuntimeError(f"{page.path} answered {status}, not Alice's history:\n{body[:500]}")
     has_rows = "<tbody" in body
@@ -533,58 +379,6 @@ def check_page(base: str, page: Page, cookie: str) -> None:
 
 
 # --- Report --------------------------------------------------------------------------
-
-
-def command_output(command: list[str]) -> str:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
-
-def machine_info() -> dict[str, str]:
-    import django
-    import redis
-
-    cpu = "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    mem = "?"
-    for line in command_output(["free", "-g"]).splitlines():
-        if line.startswith("Mem:"):
-            mem = f"{line.split()[1]} GiB (free -g)"
-    conn = pg_connect(BENCH_DB)
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW server_version")
-            pg_version = cur.fetchone()[0]
-    finally:
-        conn.close()
-    r = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        redis_version = r.info("server")["redis_version"]
-    finally:
-        r.close()
-    os_name = "?"
-    for line in Path("/etc/os-release").read_text().splitlines():
-        if line.startswith("PRETTY_NAME="):
-            os_name = line.split("=", 1)[1].strip('"')
-    wrk_version = command_output(["wrk", "-v"]).splitlines()
-    return {
-        "CPU": f"{command_output(['nproc'])} cores (nproc), {cpu}",
-        "memory": mem,
-        "OS": f"{os_name}, kernel {platform.release()}",
-        "PostgreSQL": pg_version,
-        "Redis": redis_version,
-        "Python": platform.python_version(),
-        "Django": django.get_version(),
-        "gunicorn": command_output([str(VENV_BIN / "gunicorn"), "--version"])
-        .replace("gunicorn (version ", "")
-        .rstrip(")"),
-        "wrk": wrk_version[0] if wrk_version else "?",
-    }
 
 
 def plan_summary(plan: str) -> str:
@@ -711,17 +505,6 @@ when `since`/`until` are given) and a migration.
 """
 
 
-def write_doc(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Performance\n"
-    if START_MARK in text and END_MARK in text:
-        before, rest = text.split(START_MARK, 1)
-        after = rest.split(END_MARK, 1)[1]
-        text = before + section + after
-    else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    DOC.write_text(text)
-
-
 # --- Main ----------------------------------------------------------------------------
 
 
@@ -731,9 +514,9 @@ def main() -> int:
         if not tool.exists():
             log(f"{tool} is not installed")
             return 2
-    started = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started = common.started_label()
     log(f"re-creating database {BENCH_DB}")
-    recreate_database()
+    common.recreate_database(BENCH_DB)
     setup_django()
     loaded = seed()
     pages = pages_for(loaded)
@@ -741,48 +524,29 @@ def main() -> int:
     for page in pages:
         time_line = page.plan.strip().splitlines()[-1]
         log(f"{page.path}: {page.queries} SQL queries; history query {time_line}")
-    info = machine_info()
+    info = common.web_machine_info(BENCH_DB)
     cookie = f"sessionid={loaded.session_key}"
-    port = free_port()
+    port = common.free_port()
     base = f"http://{HOST}:{port}"
-    proc = None
-    with tempfile.NamedTemporaryFile("w+", prefix="bench-gunicorn-", suffix=".log") as server_log:
-        try:
-            log(f"starting gunicorn on {base}")
-            proc = subprocess.Popen(
-                gunicorn_command(port),
-                cwd=ROOT,
-                env=server_env(),
-                stdout=server_log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
+    log(f"starting gunicorn on {base}")
+    with common.gunicorn(gunicorn_command(port), server_env()) as proc:
+        common.wait_until_up(base + "/healthz", proc, ok=(200, 503))
+        for page in pages:
+            check_page(base, page, cookie)
+            run_wrk(base + page.path, cookie, WARMUP_SECONDS)
+        pids = server_pids(proc.pid)  # after the warm-up: every worker has its connection
+        for round_no, page in ((n, p) for n in range(1, ROUNDS + 1) for p in pages):
+            r = measured(base + page.path, cookie, WRK_SECONDS, pids)
+            page.results.append(r)
+            log(
+                f"round {round_no}, {page.name}: {r.rps:,.0f} req/s, p50 {r.p50_ms:.1f} ms, "
+                f"p99 {r.p99_ms:.1f} ms, server CPU {r.server_cpu_ms:.2f} ms/request, "
+                f"other load {r.others_cpu_pct:.0f} %{', ' + r.errors if r.errors else ''}"
             )
-            wait_until_up(base, proc)
-            for page in pages:
-                check_page(base, page, cookie)
-                run_wrk(base + page.path, cookie, WARMUP_SECONDS)
-            pids = server_pids(proc.pid)  # after the warm-up: every worker has its connection
-            for round_no, page in ((n, p) for n in range(1, ROUNDS + 1) for p in pages):
-                r = measured(base + page.path, cookie, WRK_SECONDS, pids)
-                page.results.append(r)
-                log(
-                    f"round {round_no}, {page.name}: {r.rps:,.0f} req/s, p50 {r.p50_ms:.1f} ms, "
-                    f"p99 {r.p99_ms:.1f} ms, server CPU {r.server_cpu_ms:.2f} ms/request, "
-                    f"other load {r.others_cpu_pct:.0f} %{', ' + r.errors if r.errors else ''}"
-                )
-        except BaseException:
-            server_log.flush()
-            server_log.seek(0)
-            tail = server_log.read()[-3000:]
-            if tail:
-                log("gunicorn log (tail):\n" + tail)
-            raise
-        finally:
-            stop(proc)
     section = render_section(info, loaded, pages, port, started)
     print()
     print(section)
-    write_doc(section)
+    common.write_marked_section(START_MARK, END_MARK, section)
     log(f"wrote {DOC.relative_to(ROOT)} (between the wallet-history markers)")
     return 0 if all(p.p99_ms < GOAL_P99_MS for p in pages) else 1
 
