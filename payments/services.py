@@ -236,42 +236,25 @@ def currency_get(code: str) -> Currency:
 
 @transaction.atomic
 def wallet_open(*, user, currency: Currency | str) -> LedgerAccount:
-    """The user's wallet in this currency, created if missing (idempotent)."""
+    """The user's wallet in this currency, created if missing (idempotent;
+    ``get_or_create`` relies on the unique constraint when two requests race)."""
     if isinstance(currency, str):
         currency = currency_get(currency)
-    wallet = LedgerAccount.objects.filter(
+    wallet, created = LedgerAccount.objects.get_or_create(
         kind=LedgerAccount.WALLET, owner=user, currency=currency
-    ).first()
-    if wallet is not None:
-        return wallet
-    try:
-        with transaction.atomic():
-            wallet = LedgerAccount.objects.create(
-                kind=LedgerAccount.WALLET, owner=user, currency=currency
-            )
-    except IntegrityError:
-        return LedgerAccount.objects.get(kind=LedgerAccount.WALLET, owner=user, currency=currency)
-    publish("wallet.opened", wallet, {"currency": currency.code}, client=user)
+    )
+    if created:
+        publish("wallet.opened", wallet, {"currency": currency.code}, client=user)
     return wallet
 
 
 def system_account(code: str, currency: Currency | str) -> LedgerAccount:
     """The system account ``code`` in this currency, created if missing."""
     currency_code = currency.code if isinstance(currency, Currency) else currency
-    account = LedgerAccount.objects.filter(
+    account, _ = LedgerAccount.objects.get_or_create(
         kind=LedgerAccount.SYSTEM, code=code, currency_id=currency_code
-    ).first()
-    if account is not None:
-        return account
-    try:
-        with transaction.atomic():
-            return LedgerAccount.objects.create(
-                kind=LedgerAccount.SYSTEM, code=code, currency_id=currency_code
-            )
-    except IntegrityError:
-        return LedgerAccount.objects.get(
-            kind=LedgerAccount.SYSTEM, code=code, currency_id=currency_code
-        )
+    )
+    return account
 
 
 ADJUSTMENTS = "adjustments"
