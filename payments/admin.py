@@ -194,16 +194,13 @@ class LedgerAccountAdmin(ReadOnlyAdmin):
             ),
         )
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
-        extra_context = {
-            **(extra_context or {}),
-            "subtitle": _account_label(obj) if obj is not None else None,
-            "can_adjust": obj is not None
-            and obj.is_wallet
-            and request.user.has_perm("payments.adjust_wallet"),
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # The object the change view already loaded: no second query for it.
+        context["subtitle"] = _account_label(obj) if obj is not None else None
+        context["can_adjust"] = (
+            obj is not None and obj.is_wallet and request.user.has_perm("payments.adjust_wallet")
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):
         return [
@@ -387,15 +384,13 @@ class JournalTransactionAdmin(ReadOnlyAdmin):
         url = reverse("admin:payments_journaltransaction_change", args=[reversal.pk])
         return format_html('<a href="{}">#{}</a>', url, reversal.pk)
 
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        obj = self.get_object(request, object_id)
-        extra_context = {
-            **(extra_context or {}),
-            "can_reverse": obj is not None
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["can_reverse"] = (
+            obj is not None
             and request.user.has_perm("payments.reverse_transaction")
-            and _reversal_refusal(obj) is None,
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
+            and _reversal_refusal(obj) is None
+        )
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_urls(self):
         return [
