@@ -1,12 +1,11 @@
-"""Money at the edges: ``Decimal`` amounts with a currency, converted to and
-from the integer minor units the ledger stores (cents, satoshi, ...).
+"""Money at the edges: ``Decimal`` amounts converted to and from the integer
+minor units the ledger stores (cents, satoshi, ...).
 
 Never float. Every conversion names its rounding.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 
 
@@ -41,25 +40,3 @@ def from_minor(minor: int, exponent: int) -> Decimal:
     if not isinstance(minor, int) or isinstance(minor, bool):
         raise MoneyError(f"Minor units must be an integer, not {type(minor).__name__}")
     return Decimal(minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent))
-
-
-@dataclass(frozen=True)
-class Money:
-    """An amount in a currency, in major units."""
-
-    amount: Decimal
-    currency: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.amount, Decimal):
-            raise MoneyError("Money.amount must be a Decimal")
-
-    def __str__(self) -> str:
-        return f"{self.amount:,} {self.currency}"
-
-    @classmethod
-    def from_minor(cls, minor: int, currency: str, exponent: int) -> Money:
-        return cls(from_minor(minor, exponent), currency)
-
-    def minor(self, exponent: int, *, rounding: str | None = None) -> int:
-        return to_minor(self.amount, exponent, rounding=rounding)
