@@ -61,6 +61,10 @@ INSTALLED_APPS = [
     "django_countries",
     "phonenumber_field",
     "django_htmx",
+    "import_export",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
     # Our apps, in dependency order (see ARCHITECTURE.md).
     "backoffice.apps.BackofficeConfig",
     "accounts",
@@ -267,6 +271,44 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# --- Payments -------------------------------------------------------------------
+# Fernet keys for secrets stored in the database (provider API keys); the first
+# encrypts, all decrypt (rotation). Development derives one from SECRET_KEY.
+_FIELD_KEYS = _secret("FIELD_ENCRYPTION_KEYS", default="") or ""
+FIELD_ENCRYPTION_KEYS = [key.strip() for key in _FIELD_KEYS.split(",") if key.strip()]
+if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
+    raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set in production")
+# The public base URL of this back office, for PSP return and webhook URLs
+# (and the sandbox PSP's webhook calls back to it over HTTP).
+SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# A conversion quote holds for this many seconds.
+CONVERSION_QUOTE_TTL = env.int("CONVERSION_QUOTE_TTL", default=30)
+# May a client transfer money to another client's wallet? Off by default.
+TRANSFERS_TO_OTHER_CLIENTS = env.bool("TRANSFERS_TO_OTHER_CLIENTS", default=False)
+# Exchange rates are refreshed by beat every this many seconds.
+RATES_REFRESH_INTERVAL = env.float("RATES_REFRESH_INTERVAL", default=300.0)
+CELERY_BEAT_SCHEDULE["rates-refresh"] = {
+    "task": "payments.tasks.rates_refresh",
+    "schedule": RATES_REFRESH_INTERVAL,
+}
+
+# --- REST API (/api/v1/) -----------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": None,
+    "DEFAULT_THROTTLE_RATES": {"user": "600/minute"},
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Back office API",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
 }
 
 # --- Demo data ------------------------------------------------------------------

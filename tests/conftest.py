@@ -111,6 +111,8 @@ DATA_MIGRATIONS = [
     ("accounts.migrations.0004_sales_without_event_list", "revoke"),
     ("payments.migrations.0002_currencies_and_ledger_triggers", "add_currencies"),
     ("payments.migrations.0003_ledger_permissions", "grant_ledger_permissions"),
+    ("payments.migrations.0006_default_providers_and_permissions", "add_defaults"),
+    ("payments.migrations.0006_default_providers_and_permissions", "grant_payment_permissions"),
 ]
 
 

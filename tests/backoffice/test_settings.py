@@ -6,10 +6,15 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+FERNET_KEY = "Xk2bOvj1bdH1yH0r5QmSxY3y0n9Wj8xJd2qZ4n7aB1c="
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "ENVIRONMENT"}}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"SECRET_KEY", "ENVIRONMENT", "FIELD_ENCRYPTION_KEYS"}
+    }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -35,8 +40,20 @@ def test_production_settings_pass_the_deploy_checks():
         ENVIRONMENT="production",
         SECRET_KEY="x" * 20 + "a-long-and-random-production-secret-key-0123456789",
         ALLOWED_HOSTS="bo.example.com",
+        FIELD_ENCRYPTION_KEYS=FERNET_KEY,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_production_refuses_to_start_without_field_encryption_keys():
+    result = _manage(
+        "check",
+        ENVIRONMENT="production",
+        SECRET_KEY="x" * 20 + "a-long-and-random-production-secret-key-0123456789",
+        ALLOWED_HOSTS="bo.example.com",
+    )
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS must be set in production" in result.stderr
 
 
 def test_secret_key_can_come_from_a_file(tmp_path):
@@ -49,6 +66,7 @@ def test_secret_key_can_come_from_a_file(tmp_path):
         ENVIRONMENT="production",
         SECRET_KEY_FILE=str(secret),
         ALLOWED_HOSTS="bo.example.com",
+        FIELD_ENCRYPTION_KEYS=FERNET_KEY,
     )
     assert result.returncode == 0, result.stderr
     assert "file-based-secret-key" in result.stdout

@@ -14,11 +14,12 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from payments import services, views
+from payments import services
 from payments.models import Currency, JournalTransaction, LedgerAccount
 from payments.selectors import ledger_check
 from payments.services import Line
 from payments.templatetags.payments import format_amount
+from payments.views import wallets as views
 from tests.factories import TraderFactory
 
 pytestmark = pytest.mark.django_db

@@ -21,10 +21,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from backoffice.money import from_minor
 
-from . import selectors, services
-from .exceptions import LedgerError
-from .forms import HistoryFilterForm, WalletOpenForm, kind_label
-from .models import LedgerAccount
+from .. import selectors, services
+from ..exceptions import LedgerError
+from ..forms import HistoryFilterForm, WalletOpenForm, kind_label
+from ..models import LedgerAccount
 
 HISTORY_PAGE_SIZE = 25
 EXPORT_CHUNK = 1000

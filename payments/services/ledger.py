@@ -21,13 +21,13 @@ from django.utils import timezone
 from backoffice.events import publish
 from backoffice.money import MoneyError, to_minor
 
-from .exceptions import (
+from ..exceptions import (
     IdempotencyConflict,
     InsufficientFunds,
     LedgerError,
     UnbalancedTransaction,
 )
-from .models import Currency, Entry, JournalTransaction, LedgerAccount
+from ..models import Currency, Entry, JournalTransaction, LedgerAccount
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import selectors, services
-from .admin_forms import AdjustBalanceForm, ReverseTransactionForm
-from .exceptions import IdempotencyConflict, InsufficientFunds, LedgerError
-from .models import Currency, Entry, JournalTransaction, LedgerAccount
+from .. import selectors, services
+from ..admin_forms import AdjustBalanceForm, ReverseTransactionForm
+from ..exceptions import IdempotencyConflict, InsufficientFunds, LedgerError
+from ..models import Currency, Entry, JournalTransaction, LedgerAccount
 
 # Entries and journal transactions are immutable and carry their actor; a
 # currency is configuration whose changes belong in the audit log.
