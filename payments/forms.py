@@ -14,8 +14,12 @@ from .models import Currency
 # filter offers them. Later work (deposits, withdrawals, conversions) adds
 # its kinds here; an unlisted kind is still shown, spelt out from its code.
 TRANSACTION_TYPES: dict[str, str] = {
-    "adjustment": "Adjustment",
+    "deposit": "Deposit",
+    "withdrawal_reserve": "Withdrawal",
+    "withdrawal_release": "Withdrawal returned",
+    "conversion": "Conversion",
     "transfer": "Transfer",
+    "adjustment": "Adjustment",
     "reversal": "Reversal",
 }
 

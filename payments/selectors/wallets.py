@@ -8,7 +8,7 @@ from datetime import datetime
 from django.db.models import Count, Q, Sum
 from django.http import Http404
 
-from .models import Currency, Entry, JournalTransaction, LedgerAccount
+from ..models import Currency, Entry, JournalTransaction, LedgerAccount
 
 
 def wallets_for_user(*, user) -> list[LedgerAccount]:

@@ -1,0 +1,1 @@
+"""Celery tasks of the payments app: thin, take ids, call one service."""
