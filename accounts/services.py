@@ -6,15 +6,18 @@ import secrets
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import authenticate
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django_otp.models import Device
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
+from rest_framework.authtoken.models import Token
 
 from backoffice.events import publish
 
-from .exceptions import TwoFactorError
+from .exceptions import ApiAuthError, TwoFactorError
 from .models import ClientProfile, User, new_security_stamp
 
 PROFILE_USER_FIELDS = ("first_name", "last_name")
@@ -206,6 +209,8 @@ def sessions_invalidate_others(*, user: User) -> None:
     ``django.contrib.auth.update_session_auth_hash(request, user)``."""
     user.security_stamp = new_security_stamp()
     User.objects.filter(pk=user.pk).update(security_stamp=user.security_stamp)
+    # API tokens are sessions too.
+    Token.objects.filter(user=user).delete()
 
 
 def _backup_codes_replace(user: User) -> list[str]:
@@ -226,3 +231,50 @@ def _backup_code() -> str:
 
 def _clean(token: str) -> str:
     return "".join((token or "").split()).replace("-", "").lower()
+
+
+def _api_failures_key(email: str) -> str:
+    return f"api-login-failures:{email.strip().lower()}"
+
+
+def api_token_issue(*, request, email: str, password: str, otp_code: str = "") -> Token:
+    """A REST API token for a client, after the same checks as the sign-in
+    page: password, confirmed e-mail, the 2FA code when 2FA is on, and the
+    same lock-out after repeated failures for the address."""
+    from allauth.account.models import EmailAddress
+
+    key = _api_failures_key(email)
+    if cache.get(key, 0) >= settings.LOGIN_ATTEMPTS_LIMIT:
+        raise ApiAuthError("Too many failed sign-in attempts. Try again later.", status=429)
+    user = authenticate(request, email=email, password=password)
+    if user is None:
+        _api_failure(key)
+        raise ApiAuthError("The e-mail address or password is not correct.")
+    if not EmailAddress.objects.filter(user=user, verified=True).exists():
+        raise ApiAuthError("Confirm your e-mail address first.", status=403)
+    if totp_device_confirmed(user) is not None:
+        if not otp_code:
+            raise ApiAuthError("Enter the code from your authenticator app.", code="otp_required")
+        try:
+            device = two_factor_verify(user=user, token=otp_code)
+        except TwoFactorError as exc:
+            raise ApiAuthError(str(exc), status=429, code="otp_throttled") from exc
+        if device is None:
+            _api_failure(key)
+            raise ApiAuthError("That code is not valid.", code="otp_invalid")
+    cache.delete(key)
+    token, _ = Token.objects.get_or_create(user=user)
+    publish("security.api_token_issued", user, {}, actor=user)
+    return token
+
+
+def _api_failure(key: str) -> None:
+    cache.add(key, 0, timeout=settings.LOGIN_ATTEMPTS_TIMEOUT)
+    try:
+        cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=settings.LOGIN_ATTEMPTS_TIMEOUT)
+
+
+def api_token_revoke(*, user: User) -> None:
+    Token.objects.filter(user=user).delete()

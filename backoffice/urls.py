@@ -13,6 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/2fa/", two_factor_authenticate, name="two_factor_authenticate"),
     path("accounts/", include("allauth.urls")),
+    path("api/v1/", include("backoffice.api_urls")),
     path("room/wallets/", include("payments.urls")),
     path("room/", include("accounts.urls")),
 ]

@@ -118,14 +118,21 @@ class LedgerAccount(models.Model):
 class JournalTransaction(models.Model):
     """One movement of money: two or more entries summing to zero per currency."""
 
-    kind = models.CharField(max_length=32, db_index=True)
+    # Not indexed: every index is written on every posting (docs/PERFORMANCE.md);
+    # kind and actor are read per transaction, not searched across the ledger.
+    kind = models.CharField(max_length=32)
     idempotency_key = models.CharField(max_length=200, unique=True)
     # SHA-256 of the canonical request: same key + different request = conflict.
     request_hash = models.CharField(max_length=64)
     description = models.CharField(max_length=255, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
     )
     reverses = models.OneToOneField(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="reversed_by"
@@ -146,10 +153,17 @@ class Entry(models.Model):
     transaction = models.ForeignKey(
         JournalTransaction, on_delete=models.PROTECT, related_name="entries"
     )
-    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="entries")
+    # Indexed by the (account, id) and (account, time, id) indexes below; a
+    # single-column index more would only slow every posting down.
+    account = models.ForeignKey(
+        LedgerAccount, on_delete=models.PROTECT, related_name="entries", db_index=False
+    )
     # Denormalised from the account, so that balance per currency is one
-    # GROUP BY (and the database trigger needs no join).
-    currency = models.ForeignKey(Currency, on_delete=models.PROTECT, related_name="+")
+    # GROUP BY (and the database trigger needs no join). Not indexed: summed
+    # over whole ledgers only (ledger_check), never looked up.
+    currency = models.ForeignKey(
+        Currency, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     amount = models.BigIntegerField(help_text="Minor units; positive credits the account.")
     # The wallet's balance after this entry (wallets only), for statements.
     balance_after = models.BigIntegerField(null=True, blank=True)
