@@ -280,9 +280,8 @@ _FIELD_KEYS = _secret("FIELD_ENCRYPTION_KEYS", default="") or ""
 FIELD_ENCRYPTION_KEYS = [key.strip() for key in _FIELD_KEYS.split(",") if key.strip()]
 if PRODUCTION and not FIELD_ENCRYPTION_KEYS:
     raise ImproperlyConfigured("FIELD_ENCRYPTION_KEYS must be set in production")
-# The public base URL of this back office, for PSP return and webhook URLs
-# (and the sandbox PSP's webhook calls back to it over HTTP).
-SITE_URL = env.str("SITE_URL", default="http://127.0.0.1:8000").rstrip("/")
+# PSP return and webhook URLs are built on SITE_URL (above); the sandbox PSP
+# calls back to it over HTTP.
 # A conversion quote holds for this many seconds.
 CONVERSION_QUOTE_TTL = env.int("CONVERSION_QUOTE_TTL", default=30)
 # May a client transfer money to another client's wallet? Off by default.
@@ -293,6 +292,11 @@ CELERY_BEAT_SCHEDULE["rates-refresh"] = {
     "task": "payments.tasks.rates_refresh",
     "schedule": RATES_REFRESH_INTERVAL,
 }
+
+# django-import-export: exporting needs the model's own "export" permission
+# (a list of every deposit or ledger line is more than viewing one).
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
 
 # --- REST API (/api/v1/) -----------------------------------------------------------
 REST_FRAMEWORK = {

@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 from accounts.views import two_factor_authenticate
+from payments.views import sandbox_psp, webhooks
 
 from .health import healthz
 
@@ -15,6 +16,8 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("api/v1/", include("backoffice.api_urls")),
     path("room/wallets/", include("payments.urls")),
+    path("webhooks/<slug:provider>/", webhooks.webhook, name="payments_webhook"),
+    path("sandbox-psp/checkout/<str:token>/", sandbox_psp.checkout, name="sandbox_psp_checkout"),
     path("room/", include("accounts.urls")),
 ]
 

@@ -14,6 +14,32 @@ class PaymentsConfig(AppConfig):
         register(NavItem("room", "wallets", "Wallets", "payments:wallets", order=10, icon="wallet"))
         describe("wallet.opened", "Wallet opened")
         describe("wallet.adjusted", "Wallet balance adjusted")
+        register(
+            NavItem("room", "withdraw", "Withdraw", "payments:withdraw", order=14, icon="withdraw")
+        )
+        describe("withdrawal.requested", "Withdrawal requested")
+        describe("withdrawal.approval_recorded", "Withdrawal approval recorded")
+        describe("withdrawal.approved", "Withdrawal approved")
+        describe("withdrawal.rejected", "Withdrawal rejected")
+        describe("withdrawal.paid", "Withdrawal paid")
+        describe("withdrawal.payout_failed", "Withdrawal payout failed")
+        describe("withdrawal.cancelled", "Withdrawal cancelled")
+        register(
+            NavItem("room", "convert", "Convert", "payments:convert", order=16, icon="convert")
+        )
+        register(
+            NavItem("room", "transfer", "Transfer", "payments:transfer", order=18, icon="transfer")
+        )
+        register(
+            NavItem("room", "deposit", "Deposit", "payments:deposit", order=12, icon="deposit")
+        )
+        describe("deposit.created", "Deposit started")
+        describe("deposit.completed", "Deposit completed")
+        describe("deposit.failed", "Deposit failed")
+        describe("deposit.flagged", "Deposit flagged for review")
+        describe("payment_provider.secrets_changed", "Payment provider secrets changed")
+        describe("conversion.executed", "Currencies converted")
+        describe("transfer.executed", "Transfer made")
         demo.register("payments", _seed_payments, order=20)
 
 

@@ -9,6 +9,7 @@ from django import forms
 from django.utils import timezone
 
 from .models import Currency
+from .selectors.wallets import STATUS_FILTERS
 
 # Human wording of journal transaction kinds, in the order the history
 # filter offers them. Later work (deposits, withdrawals, conversions) adds
@@ -22,6 +23,8 @@ TRANSACTION_TYPES: dict[str, str] = {
     "adjustment": "Adjustment",
     "reversal": "Reversal",
 }
+
+FILTERS = ("type", "status", "date_from", "date_to")
 
 # Keyset cursors are entry ids: bigint on PostgreSQL. A larger number would
 # make the database raise instead of the form.
@@ -78,6 +81,12 @@ class HistoryFilterForm(forms.Form):
         choices=[("", "All types")] + list(TRANSACTION_TYPES.items()),
         error_messages={"invalid_choice": "Choose a type from the list."},
     )
+    status = forms.ChoiceField(
+        label="Status",
+        required=False,
+        choices=[("", "Any status")],  # set in __init__ (the selectors own the states)
+        error_messages={"invalid_choice": "Choose a status from the list."},
+    )
     date_from = forms.DateField(
         label="From",
         required=False,
@@ -102,6 +111,10 @@ class HistoryFilterForm(forms.Form):
         },
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["status"].choices = [("", "Any status"), *STATUS_FILTERS.items()]
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         start, end = data.get("date_from"), data.get("date_to")
@@ -111,12 +124,12 @@ class HistoryFilterForm(forms.Form):
 
     @property
     def is_filtered(self) -> bool:
-        return any(self.cleaned_data.get(name) for name in ("type", "date_from", "date_to"))
+        return any(self.cleaned_data.get(name) for name in FILTERS)
 
     def filter_params(self) -> dict[str, str]:
         """The valid filters (no cursor), for links that keep them."""
         params = {}
-        for name in ("type", "date_from", "date_to"):
+        for name in FILTERS:
             value = self.cleaned_data.get(name)
             if value:
                 params[name] = value.isoformat() if isinstance(value, date) else value
@@ -128,10 +141,37 @@ class HistoryFilterForm(forms.Form):
         start, end = self.cleaned_data.get("date_from"), self.cleaned_data.get("date_to")
         return {
             "kind": self.cleaned_data.get("type") or None,
+            "status": self.cleaned_data.get("status") or None,
             "since": _start_of(start) if start else None,
             "until": _start_of(end + timedelta(days=1)) if end and end < date.max else None,
             "before_id": self.cleaned_data.get("before"),
         }
+
+
+class AllHistoryFilterForm(HistoryFilterForm):
+    """The history of all the trader's wallets, with a currency filter."""
+
+    currency = forms.ChoiceField(
+        label="Currency",
+        required=False,
+        error_messages={"invalid_choice": "Choose one of your wallets' currencies."},
+    )
+
+    field_order = ["currency", "type", "status", "date_from", "date_to", "before"]
+
+    def __init__(self, *args, currencies: list[str], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["currency"].choices = [("", "All currencies")] + [(c, c) for c in currencies]
+
+    @property
+    def is_filtered(self) -> bool:
+        return super().is_filtered or bool(self.cleaned_data.get("currency"))
+
+    def filter_params(self) -> dict[str, str]:
+        params = super().filter_params()
+        if self.cleaned_data.get("currency"):
+            params = {"currency": self.cleaned_data["currency"], **params}
+        return params
 
 
 def _start_of(day: date) -> datetime:

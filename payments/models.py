@@ -171,6 +171,7 @@ class Entry(models.Model):
 
     class Meta:
         verbose_name_plural = "entries"
+        permissions = [("export_entry", "Can export ledger entries")]
         indexes = [
             models.Index(fields=["account", "-id"], name="entry_account_history"),
             # History filtered by a period (payments.selectors.wallet_history).
@@ -474,7 +475,10 @@ class Deposit(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        permissions = [("confirm_deposit", "Can confirm (match) a deposit")]
+        permissions = [
+            ("confirm_deposit", "Can confirm (match) a deposit"),
+            ("export_deposit", "Can export deposits"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(amount__gt=0, fee__gte=0, credit_amount__gt=0),
@@ -573,6 +577,7 @@ class Withdrawal(models.Model):
         permissions = [
             ("approve_withdrawal", "Can approve or reject a withdrawal"),
             ("pay_withdrawal", "Can record a withdrawal's payout"),
+            ("export_withdrawal", "Can export withdrawals"),
         ]
         constraints = [
             models.CheckConstraint(

@@ -113,6 +113,7 @@ DATA_MIGRATIONS = [
     ("payments.migrations.0003_ledger_permissions", "grant_ledger_permissions"),
     ("payments.migrations.0006_default_providers_and_permissions", "add_defaults"),
     ("payments.migrations.0006_default_providers_and_permissions", "grant_payment_permissions"),
+    ("payments.migrations.0009_export_permissions", "grant_export_permissions"),
 ]
 
 

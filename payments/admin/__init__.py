@@ -1,3 +1,8 @@
 """The payments admin, one module per area. Importing them registers them."""
 
-from . import ledger  # noqa: F401
+from . import (
+    deposits,  # noqa: F401
+    ledger,  # noqa: F401
+    rates,  # noqa: F401
+    withdrawals,  # noqa: F401
+)

@@ -18,6 +18,9 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
+from import_export import fields, resources, widgets
+from import_export.admin import ExportMixin
+from import_export.formats.base_formats import CSV, XLSX
 
 from .. import selectors, services
 from ..admin_forms import AdjustBalanceForm, ReverseTransactionForm
@@ -459,3 +462,96 @@ class JournalTransactionAdmin(ReadOnlyAdmin):
 def _account_label_for_entry(entry: Entry) -> str:
     account = entry.account
     return account.owner.email if account.is_wallet else f"{account.code} (system)"
+
+
+# --- Entries: the ledger line by line, filtered and exported ------------------------
+
+
+class EntryResource(resources.ModelResource):
+    """The export of ledger entries: one row per entry, amounts in major units."""
+
+    transaction_id = fields.Field(attribute="transaction_id", column_name="transaction")
+    date = fields.Field(attribute="created_at", column_name="date")
+    kind = fields.Field(attribute="transaction__kind", column_name="type")
+    description = fields.Field(attribute="transaction__description", column_name="description")
+    account = fields.Field(column_name="account")
+    client = fields.Field(attribute="account__owner__email", column_name="client")
+    currency = fields.Field(attribute="currency_id", column_name="currency")
+    amount = fields.Field(column_name="amount", widget=widgets.DecimalWidget())
+    balance_after = fields.Field(column_name="balance_after", widget=widgets.DecimalWidget())
+
+    class Meta:
+        model = Entry
+        fields = [
+            "id",
+            "transaction_id",
+            "date",
+            "kind",
+            "description",
+            "account",
+            "client",
+            "currency",
+            "amount",
+            "balance_after",
+        ]
+        export_order = fields
+
+    def dehydrate_account(self, entry: Entry) -> str:
+        return f"wallet #{entry.account_id}" if entry.account.is_wallet else entry.account.code
+
+    def dehydrate_amount(self, entry: Entry):
+        return entry.currency.format_minor(entry.amount)
+
+    def dehydrate_balance_after(self, entry: Entry):
+        if entry.balance_after is None:
+            return None
+        return entry.currency.format_minor(entry.balance_after)
+
+
+@admin.register(Entry)
+class EntryAdmin(ExportMixin, ReadOnlyAdmin):
+    """Every ledger line, with filters, and the filtered lines exported as CSV
+    or XLSX (django-import-export) for accounting."""
+
+    resource_classes = [EntryResource]
+    formats = [CSV, XLSX]
+    list_display = [
+        "id",
+        "transaction_link",
+        "kind",
+        "account_label",
+        "amount_display",
+        "created_at",
+    ]
+    list_filter = ["currency", "account__kind", "transaction__kind"]
+    list_select_related = ["transaction", "account__owner", "currency"]
+    search_fields = ["=transaction__id", "=account__owner__email"]
+    search_help_text = "Transaction number, or a client's exact e-mail"
+    date_hierarchy = "created_at"
+    show_full_result_count = False
+    ordering = ["-id"]
+
+    def get_export_queryset(self, request):
+        return (
+            super()
+            .get_export_queryset(request)
+            .select_related("transaction", "account__owner", "currency")
+        )
+
+    @admin.display(description="transaction")
+    def transaction_link(self, entry: Entry) -> str:
+        url = reverse("admin:payments_journaltransaction_change", args=[entry.transaction_id])
+        return format_html('<a href="{}">#{}</a>', url, entry.transaction_id)
+
+    @admin.display(description="type")
+    def kind(self, entry: Entry) -> str:
+        return entry.transaction.kind
+
+    @admin.display(description="account")
+    def account_label(self, entry: Entry) -> str:
+        account = entry.account
+        return account.owner.email if account.is_wallet else account.code
+
+    @admin.display(description="amount")
+    def amount_display(self, entry: Entry) -> str:
+        return format_amount(entry.amount, entry.currency)

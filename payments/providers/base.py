@@ -16,6 +16,7 @@ status. The services call the hooks below and apply the results:
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -76,6 +77,11 @@ class PaymentProviderBase:
     label = ""
     #: Whether ``payout`` pays by itself (otherwise Finance records the payout).
     automatic_payouts = False
+    #: The names of the secrets this implementation reads from ``self.secrets``
+    #: (the admin offers a write-only field for each).
+    secret_names: tuple[str, ...] = ()
+    #: The settings keys it needs (the admin refuses a configuration without them).
+    required_settings: tuple[str, ...] = ()
 
     def __init__(self, config) -> None:
         self.config = config
@@ -95,3 +101,46 @@ class PaymentProviderBase:
 
     def payout(self, withdrawal) -> PayoutResult:
         return PayoutResult(paid=False)
+
+    def deposit_instructions(self, deposit) -> list[tuple[str, str]]:
+        """What to show the client while the deposit waits for them to pay by
+        hand (label, value), e.g. bank details and the reference; ``[]`` for
+        providers that take the client to a checkout instead."""
+        return []
+
+
+def webhook_networks(allowlist: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks of a provider's ``webhook_ip_allowlist`` (one address or
+    CIDR network per line; ``#`` starts a comment). Raises ``ValueError``
+    naming the first line that is neither."""
+    networks = []
+    for number, raw in enumerate(allowlist.splitlines(), start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(line, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"Line {number}: {line!r} is not an IP address or network (CIDR)."
+            ) from None
+    return networks
+
+
+def webhook_address_allowed(allowlist: str, remote_addr: str | None) -> bool:
+    """Whether a webhook from ``remote_addr`` passes the allow-list (blank
+    allows any address). Only the connection's address counts, never a
+    forwarded-for header, which the sender writes itself."""
+    try:
+        networks = webhook_networks(allowlist)
+    except ValueError:
+        return False  # a broken list allows nobody rather than everybody
+    if not networks:
+        return True
+    try:
+        address = ipaddress.ip_address((remote_addr or "").strip())
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address.version == net.version and address in net for net in networks)

@@ -5,10 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.http import Http404
 
-from ..models import Currency, Entry, JournalTransaction, LedgerAccount
+from ..models import Currency, Deposit, Entry, JournalTransaction, LedgerAccount, Withdrawal
+
+# The status of a history line: a withdrawal's reserve shows its withdrawal's
+# status as it moves; every other entry is a completed movement.
+COMPLETED = "completed"
+IN_PROGRESS = "in_progress"
+RETURNED = "returned"
+STATUS_FILTERS = {
+    COMPLETED: "Completed",
+    IN_PROGRESS: "In progress",
+    RETURNED: "Rejected or cancelled",
+}
+_WITHDRAWAL_STATUS_FILTER = {
+    IN_PROGRESS: [Withdrawal.PENDING, Withdrawal.APPROVED],
+    RETURNED: [Withdrawal.REJECTED, Withdrawal.CANCELLED],
+}
 
 
 def wallets_for_user(*, user) -> list[LedgerAccount]:
@@ -43,9 +58,11 @@ class HistoryPage:
 
 def wallet_history(
     *,
-    wallet: LedgerAccount,
+    wallet: LedgerAccount | None = None,
+    wallets: list[LedgerAccount] | None = None,
     before_id: int | None = None,
     kind: str | None = None,
+    status: str | None = None,
     since: datetime | None = None,
     until: datetime | None = None,
     limit: int = 50,
@@ -58,9 +75,18 @@ def wallet_history(
     month a year ago is read directly instead of walking back to it; the
     cursor is still an entry id, whose time is looked up.
     """
-    qs = Entry.objects.filter(account=wallet)
+    accounts = [wallet] if wallet is not None else list(wallets or [])
+    if not accounts:
+        return HistoryPage(entries=[], next_cursor=None)
+    qs = (
+        Entry.objects.filter(account__in=accounts)
+        if len(accounts) > 1
+        else (Entry.objects.filter(account=accounts[0]))
+    )
     if kind:
         qs = qs.filter(transaction__kind=kind)
+    if status:
+        qs = _filter_status(qs, status)
     if since is not None:
         qs = qs.filter(created_at__gte=since)
     if until is not None:
@@ -69,7 +95,7 @@ def wallet_history(
     if before_id is not None:
         if by_time:
             cursor_time = (
-                Entry.objects.filter(account=wallet, id=before_id)
+                Entry.objects.filter(account__in=accounts, id=before_id)
                 .values_list("created_at", flat=True)
                 .first()
             )
@@ -83,7 +109,74 @@ def wallet_history(
     order = ("-created_at", "-id") if by_time else ("-id",)
     rows = list(qs.select_related("transaction").order_by(*order)[: limit + 1])
     next_cursor = rows[limit - 1].id if len(rows) > limit else None
-    return HistoryPage(entries=rows[:limit], next_cursor=next_cursor)
+    entries = rows[:limit]
+    by_id = {account.pk: account for account in accounts}
+    for entry in entries:
+        entry.account = by_id[entry.account_id]  # with its currency, no query
+    _attach_statuses(entries)
+    return HistoryPage(entries=entries, next_cursor=next_cursor)
+
+
+def _filter_status(qs, status: str):
+    reserve_of = Withdrawal.objects.filter(reserve_journal_id=OuterRef("transaction_id"))
+    if status == COMPLETED:
+        unfinished = reserve_of.exclude(status=Withdrawal.PAID)
+        return qs.exclude(Exists(unfinished))
+    statuses = _WITHDRAWAL_STATUS_FILTER[status]
+    return qs.filter(Exists(reserve_of.filter(status__in=statuses)))
+
+
+def _attach_statuses(entries: list[Entry]) -> None:
+    """``entry.status`` and ``entry.status_label`` for each line: one query
+    for the withdrawals among them, none when there are none."""
+    reserves = [e.transaction_id for e in entries if e.transaction.kind == "withdrawal_reserve"]
+    withdrawals = {}
+    if reserves:
+        withdrawals = {
+            w.reserve_journal_id: w
+            for w in Withdrawal.objects.filter(reserve_journal_id__in=reserves).only(
+                "reserve_journal_id", "status", "reference"
+            )
+        }
+    for entry in entries:
+        withdrawal = withdrawals.get(entry.transaction_id)
+        if withdrawal is None:
+            entry.status, entry.status_label, entry.reference = COMPLETED, "Completed", ""
+        else:
+            entry.status = withdrawal.status
+            entry.status_label = withdrawal.get_status_display().capitalize()
+            entry.reference = withdrawal.reference
+
+
+@dataclass(frozen=True)
+class InProgress:
+    deposits: list[Deposit]
+    withdrawals: list[Withdrawal]
+
+    def __bool__(self) -> bool:
+        return bool(self.deposits or self.withdrawals)
+
+
+IN_PROGRESS_LIMIT = 10
+
+
+def wallet_in_progress(*, wallet: LedgerAccount) -> InProgress:
+    """The wallet's deposits and withdrawals still moving (two queries)."""
+    deposits = list(
+        Deposit.objects.filter(
+            wallet=wallet, status__in=[Deposit.CREATED, Deposit.PENDING, Deposit.FLAGGED]
+        )
+        .select_related("method", "currency")
+        .order_by("-id")[:IN_PROGRESS_LIMIT]
+    )
+    withdrawals = list(
+        Withdrawal.objects.filter(
+            wallet=wallet, status__in=[Withdrawal.PENDING, Withdrawal.APPROVED]
+        )
+        .select_related("method")
+        .order_by("-id")[:IN_PROGRESS_LIMIT]
+    )
+    return InProgress(deposits, withdrawals)
 
 
 @dataclass(frozen=True)

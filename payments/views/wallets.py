@@ -23,7 +23,7 @@ from backoffice.money import from_minor
 
 from .. import selectors, services
 from ..exceptions import LedgerError
-from ..forms import HistoryFilterForm, WalletOpenForm, kind_label
+from ..forms import AllHistoryFilterForm, HistoryFilterForm, WalletOpenForm, kind_label
 from ..models import LedgerAccount
 
 HISTORY_PAGE_SIZE = 25
@@ -86,6 +86,9 @@ def _render_history(
 ) -> HttpResponse:
     base = reverse("payments:wallet", args=[wallet.pk])
     context = {"wallet": wallet, "form": form, "nav_active": "wallets", "base_url": base}
+    partial = bool(request.htmx) and not request.htmx.history_restore_request
+    if not partial:
+        context["in_progress"] = selectors.wallet_in_progress(wallet=wallet)
     status = 200
     if form.is_valid():
         page = selectors.wallet_history(
@@ -106,13 +109,55 @@ def _render_history(
         status = 400
     # The filter form and the "Older" link swap only the history part when
     # htmx is there; a history restore (back button) wants the whole page.
-    partial = bool(request.htmx) and not request.htmx.history_restore_request
     if partial:
         status = 200  # htmx swaps only successful responses; the errors are in the part
     template = "payments/_history.html" if partial else "payments/wallet_detail.html"
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ["HX-Request"])
     return response
+
+
+@login_required
+@require_GET
+def history_all(request: HttpRequest) -> HttpResponse:
+    """Every movement of all the trader's wallets, with a currency filter."""
+    wallets = selectors.wallets_for_user(user=request.user)
+    form = AllHistoryFilterForm(request.GET, currencies=[w.currency_id for w in wallets])
+    base = reverse("payments:history")
+    context = {"form": form, "nav_active": "wallets", "base_url": base, "all_wallets": True}
+    status = 200
+    if form.is_valid():
+        code = form.cleaned_data.get("currency")
+        chosen = [w for w in wallets if w.currency_id == code] if code else wallets
+        page = selectors.wallet_history(
+            wallets=chosen, limit=HISTORY_PAGE_SIZE, **form.history_filters()
+        )
+        params = form.filter_params()
+        context.update(
+            page=page,
+            filtered=form.is_filtered,
+            paged=form.cleaned_data.get("before") is not None,
+            newest_url=_with_query(base, params),
+            older_url=_with_query(base, {**params, "before": page.next_cursor})
+            if page.next_cursor
+            else "",
+        )
+    else:
+        status = 400
+    partial = bool(request.htmx) and not request.htmx.history_restore_request
+    template = "payments/_history.html" if partial else "payments/history_all.html"
+    response = render(request, template, context, status=200 if partial else status)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@login_required
+@require_GET
+def wallet_in_progress(request: HttpRequest, wallet_id: int) -> HttpResponse:
+    """The "In progress" part of the wallet page, polled by htmx."""
+    wallet = selectors.wallet_get_for_user(user=request.user, wallet_id=wallet_id)
+    context = {"wallet": wallet, "in_progress": selectors.wallet_in_progress(wallet=wallet)}
+    return render(request, "payments/_in_progress.html", context)
 
 
 def _with_query(url: str, params: dict) -> str:
@@ -140,7 +185,7 @@ def wallet_export(request: HttpRequest, wallet_id: int) -> HttpResponse:
     return response
 
 
-CSV_HEADER = ["date", "type", "description", "amount", "currency", "balance_after"]
+CSV_HEADER = ["date", "type", "description", "amount", "currency", "balance_after", "status"]
 
 
 def _csv_rows(wallet: LedgerAccount, filters: dict) -> Iterator[list[str]]:
@@ -161,6 +206,7 @@ def _csv_rows(wallet: LedgerAccount, filters: dict) -> Iterator[list[str]]:
                 _plain(entry.amount, exponent),
                 wallet.currency_id,
                 _plain(entry.balance_after, exponent) if entry.balance_after is not None else "",
+                entry.status,
             ]
         if page.next_cursor is None:
             return

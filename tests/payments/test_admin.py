@@ -272,7 +272,11 @@ def test_no_add_change_or_delete_of_ledger_rows_even_for_the_administrator(walle
     )
     assert response.status_code == 403
     assert balance(wallet) == 10_000
-    assert http.get("/admin/payments/entry/").status_code == 404  # not registered
+    # Entries are listed (and exported), never added or changed.
+    assert http.get("/admin/payments/entry/add/").status_code == 403
+    entry = journal.entries.first()
+    page = http.get(f"/admin/payments/entry/{entry.pk}/change/").content.decode()
+    assert 'name="_save"' not in page
 
 
 def test_administrator_edits_currencies_but_not_their_exponent():
@@ -349,3 +353,31 @@ def test_ledger_pages_run_a_bounded_number_of_queries(finance, django_assert_max
         http.get(url)  # warm caches (content types, brand)
         with django_assert_max_num_queries(most):
             assert http.get(url).status_code == 200
+
+
+# --- Ledger entries: list and export ------------------------------------------------
+
+
+def test_finance_exports_ledger_entries_as_csv_with_decimal_amounts(wallet, finance):
+    http = signed_in_with_code(finance)
+    assert http.get("/admin/payments/entry/").status_code == 200
+    page = http.get("/admin/payments/entry/export/")
+    assert page.status_code == 200
+    form = page.context["form"]
+    data = {"format": "0", "resource": "0"}
+    # django-import-export asks which fields to export: all of them.
+    skip = {"format", "resource", "export_items"}
+    data.update({name: "on" for name in form.fields if name not in skip})
+    response = http.post("/admin/payments/entry/export/", data)
+    assert response.status_code == 200, response.content[:500]
+    assert response["Content-Type"].startswith("text/csv")
+    text = response.content.decode()
+    header, *rows = [line for line in text.splitlines() if line]
+    assert header.split(",")[:4] == ["id", "transaction", "date", "type"]
+    assert any(",alice@example.com,USD,100.00," in row for row in rows)
+    assert any("funding,,USD,-100.00," in row for row in rows)
+
+
+def test_support_cannot_export_ledger_entries(wallet):
+    http = signed_in_with_code(StaffFactory(roles=[SUPPORT]))
+    assert http.get("/admin/payments/entry/export/").status_code == 403

@@ -199,8 +199,15 @@ def test_history_shows_type_description_signed_amount_and_balance_after(signed_i
     transfer(usd, other, 2_550, "Rent share")
     page = signed_in.get(f"/room/wallets/{usd.pk}/").content.decode()
     newest, oldest = rows(page)
-    assert newest[1:] == ["Transfer", "Rent share", "\u2212$25.50", "$74.50"]
-    assert oldest == ["1 Mar 2026, 09:30", "Adjustment", "Welcome bonus", "+$100.00", "$100.00"]
+    assert newest[1:] == ["Transfer", "Rent share", "\u2212$25.50", "$74.50", "Completed"]
+    assert oldest == [
+        "1 Mar 2026, 09:30",
+        "Adjustment",
+        "Welcome bonus",
+        "+$100.00",
+        "$100.00",
+        "Completed",
+    ]
     assert 'class="num amount debit"' in page and 'class="num amount credit"' in page
     assert "$74.50" in page  # the balance in the header
 
@@ -368,7 +375,15 @@ def test_csv_export_streams_the_filtered_history(signed_in, trader, usd, monkeyp
     )
     assert "no-store" in response["Cache-Control"]
     table = read_csv(response)
-    assert table[0] == ["date", "type", "description", "amount", "currency", "balance_after"]
+    assert table[0] == [
+        "date",
+        "type",
+        "description",
+        "amount",
+        "currency",
+        "balance_after",
+        "status",
+    ]
     assert table[1] == [
         "2026-02-20T00:00:00Z",
         "Transfer",
@@ -376,8 +391,17 @@ def test_csv_export_streams_the_filtered_history(signed_in, trader, usd, monkeyp
         "-12.50",
         "USD",
         "32.95",  # 1.05 + 2.05 + … + 9.05 − 12.50
+        "completed",
     ]
-    assert table[-1] == ["2026-02-01T08:00:00Z", "Adjustment", "Credit 0", "1.05", "USD", "1.05"]
+    assert table[-1] == [
+        "2026-02-01T08:00:00Z",
+        "Adjustment",
+        "Credit 0",
+        "1.05",
+        "USD",
+        "1.05",
+        "completed",
+    ]
     assert len(table) == 1 + 10
     assert len({tuple(r) for r in table[1:]}) == 10
     # Filtered, and a page cursor does not cut the export.
@@ -475,14 +499,16 @@ def test_history_query_count_does_not_grow_with_entries(
     adjust(usd, "10", "Credit")
     url = f"/room/wallets/{usd.pk}/"
     signed_in.get(url)
-    with django_assert_max_num_queries(4):
+    # Session and user, the wallet, a page of entries, the deposits and the
+    # withdrawals in progress.
+    with django_assert_max_num_queries(6):
         assert signed_in.get(url).status_code == 200
     for i in range(3 * PAGE + 3):  # more than a page of each type
         adjust(usd, "10", f"Credit {i}")
         if i % 3 == 0:
             transfer(usd, other, 100, f"Transfer {i}")
     for query in ({}, {"type": "transfer", "date_from": "2020-01-01", "date_to": "2099-12-31"}):
-        with django_assert_max_num_queries(4):
+        with django_assert_max_num_queries(6):
             response = signed_in.get(url, query)
         assert len(rows(response.content.decode())) == PAGE
 
@@ -541,3 +567,35 @@ def test_period_paging_walks_every_entry_once(signed_in, usd):
         query = {**query, "before": match.group(1)} if match else None
         pages += 1
     assert seen == [f"Feb {day}" for day in range(28, 0, -1)]
+
+
+# --- All wallets' history: currency and status filters -----------------------------
+
+
+def test_all_transactions_filter_by_currency(signed_in, trader, usd, django_assert_max_num_queries):
+    eur = services.wallet_open(user=trader, currency="EUR")
+    adjust(usd, "10", "Dollar credit")
+    adjust(eur, "7", "Euro credit")
+    signed_in.get("/room/wallets/history/")
+    with django_assert_max_num_queries(5):
+        page = signed_in.get("/room/wallets/history/").content.decode()
+    assert [r[2] for r in rows(page)] == ["Euro credit", "Dollar credit"]
+    assert "+€7.00" in page and "+$10.00" in page
+    page = signed_in.get("/room/wallets/history/", {"currency": "EUR"}).content.decode()
+    assert [r[2] for r in rows(page)] == ["Euro credit"]
+
+
+def test_all_transactions_refuse_a_currency_the_trader_has_no_wallet_in(signed_in, usd):
+    other = TraderFactory()
+    services.wallet_open(user=other, currency="GBP")
+    response = signed_in.get("/room/wallets/history/", {"currency": "GBP"})
+    assert response.status_code == 400
+    assert "Choose one of your wallets" in response.content.decode()
+
+
+def test_status_filter_is_validated(signed_in, usd):
+    response = signed_in.get(f"/room/wallets/{usd.pk}/", {"status": "bogus"})
+    assert response.status_code == 400
+    assert "Choose a status from the list." in response.content.decode()
+    response = signed_in.get(f"/room/wallets/{usd.pk}/", {"status": "completed"})
+    assert response.status_code == 200
