@@ -12,7 +12,7 @@ one shared row (shared/BASELINES.md, "the hot-row lesson").
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 from django.conf import settings
 from django.db import models
@@ -20,7 +20,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django_countries.fields import CountryField
 
-from backoffice.money import from_minor
+from backoffice.money import from_minor, to_minor
 
 
 class Currency(models.Model):
@@ -430,6 +430,12 @@ class PaymentMethod(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def fee_minor(self, amount: Decimal, exponent: int) -> int:
+        """The fee on ``amount`` (major units): the percent plus the fixed
+        part, rounded half up to the minor unit (``exponent`` places)."""
+        fee = amount * self.fee_percent / Decimal(100) + self.fee_fixed
+        return to_minor(fee, exponent, rounding=ROUND_HALF_UP)
 
 
 class Deposit(models.Model):

@@ -67,6 +67,10 @@ def _fast_and_clean(settings):
     from backoffice.selectors import brand_forget
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    # Sessions as in production (cached, written through to the database), on
+    # whatever cache this run has (Redis in CI, in-process otherwise), so that
+    # pinned query counts are the same everywhere.
+    settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     cache.clear()
     brand_forget()
     yield

@@ -125,9 +125,7 @@ class DepositQuote:
 def deposit_fee(method: PaymentMethod, amount: int, currency: Currency) -> int:
     """The method's fee on ``amount`` minor units of ``currency``: percent plus
     fixed, rounded half up to the currency's minor unit."""
-    major = from_minor(amount, currency.exponent)
-    fee = major * method.fee_percent / Decimal(100) + method.fee_fixed
-    return to_minor(fee, currency.exponent, rounding=ROUND_HALF_UP)
+    return method.fee_minor(from_minor(amount, currency.exponent), currency.exponent)
 
 
 def _limit(value: Decimal, currency: Currency) -> str:

@@ -128,8 +128,7 @@ def withdrawal_fee(*, method: PaymentMethod, amount: Decimal, exponent: int) -> 
     """The method's fee (percent of the amount plus the fixed part), rounded
     half up to the currency's precision, in minor units. Charged on top of
     the amount."""
-    fee = amount * method.fee_percent / Decimal(100) + method.fee_fixed
-    return to_minor(fee, exponent, rounding=ROUND_HALF_UP)
+    return method.fee_minor(amount, exponent)
 
 
 def withdrawal_quote(

@@ -84,37 +84,17 @@ def wallet_detail(request: HttpRequest, wallet_id: int) -> HttpResponse:
 def _render_history(
     request: HttpRequest, wallet: LedgerAccount, form: HistoryFilterForm
 ) -> HttpResponse:
-    base = reverse("payments:wallet", args=[wallet.pk])
-    context = {"wallet": wallet, "form": form, "nav_active": "wallets", "base_url": base}
-    partial = bool(request.htmx) and not request.htmx.history_restore_request
-    if not partial:
-        context["in_progress"] = selectors.wallet_in_progress(wallet=wallet)
-    status = 200
-    if form.is_valid():
-        page = selectors.wallet_history(
-            wallet=wallet, limit=HISTORY_PAGE_SIZE, **form.history_filters()
-        )
-        params = form.filter_params()
-        context.update(
-            page=page,
-            filtered=form.is_filtered,
-            paged=form.cleaned_data.get("before") is not None,
-            newest_url=_with_query(base, params),
-            older_url=_with_query(base, {**params, "before": page.next_cursor})
-            if page.next_cursor
-            else "",
-            export_url=_with_query(reverse("payments:wallet_export", args=[wallet.pk]), params),
-        )
-    else:
-        status = 400
-    # The filter form and the "Older" link swap only the history part when
-    # htmx is there; a history restore (back button) wants the whole page.
-    if partial:
-        status = 200  # htmx swaps only successful responses; the errors are in the part
-    template = "payments/_history.html" if partial else "payments/wallet_detail.html"
-    response = render(request, template, context, status=status)
-    patch_vary_headers(response, ["HX-Request"])
-    return response
+    export = reverse("payments:wallet_export", args=[wallet.pk])
+    return _history_response(
+        request,
+        form,
+        base=reverse("payments:wallet", args=[wallet.pk]),
+        template="payments/wallet_detail.html",
+        wallets=lambda: [wallet],
+        context={"wallet": wallet},
+        export_base=export,
+        in_progress=lambda: selectors.wallet_in_progress(wallet=wallet),
+    )
 
 
 @login_required
@@ -123,14 +103,44 @@ def history_all(request: HttpRequest) -> HttpResponse:
     """Every movement of all the trader's wallets, with a currency filter."""
     wallets = selectors.wallets_for_user(user=request.user)
     form = AllHistoryFilterForm(request.GET, currencies=[w.currency_id for w in wallets])
-    base = reverse("payments:history")
-    context = {"form": form, "nav_active": "wallets", "base_url": base, "all_wallets": True}
+
+    def chosen() -> list[LedgerAccount]:
+        code = form.cleaned_data.get("currency")
+        return [w for w in wallets if w.currency_id == code] if code else wallets
+
+    return _history_response(
+        request,
+        form,
+        base=reverse("payments:history"),
+        template="payments/history_all.html",
+        wallets=chosen,
+        context={"all_wallets": True},
+    )
+
+
+def _history_response(
+    request: HttpRequest,
+    form: HistoryFilterForm,
+    *,
+    base: str,
+    template: str,
+    wallets,
+    context: dict,
+    export_base: str = "",
+    in_progress=None,
+) -> HttpResponse:
+    """A history page (or, for htmx, its history part): the filters, one
+    keyset page, the paging and export links."""
+    context = {**context, "form": form, "nav_active": "wallets", "base_url": base}
+    # The filter form and the "Older" link swap only the history part when
+    # htmx is there; a history restore (back button) wants the whole page.
+    partial = bool(request.htmx) and not request.htmx.history_restore_request
+    if not partial and in_progress is not None:
+        context["in_progress"] = in_progress()
     status = 200
     if form.is_valid():
-        code = form.cleaned_data.get("currency")
-        chosen = [w for w in wallets if w.currency_id == code] if code else wallets
         page = selectors.wallet_history(
-            wallets=chosen, limit=HISTORY_PAGE_SIZE, **form.history_filters()
+            wallets=wallets(), limit=HISTORY_PAGE_SIZE, **form.history_filters()
         )
         params = form.filter_params()
         context.update(
@@ -141,12 +151,13 @@ def history_all(request: HttpRequest) -> HttpResponse:
             older_url=_with_query(base, {**params, "before": page.next_cursor})
             if page.next_cursor
             else "",
+            export_url=_with_query(export_base, params) if export_base else "",
         )
-    else:
-        status = 400
-    partial = bool(request.htmx) and not request.htmx.history_restore_request
-    template = "payments/_history.html" if partial else "payments/history_all.html"
-    response = render(request, template, context, status=200 if partial else status)
+    elif not partial:
+        status = 400  # htmx swaps only successful responses; the errors are in the part
+    response = render(
+        request, "payments/_history.html" if partial else template, context, status=status
+    )
     patch_vary_headers(response, ["HX-Request"])
     return response
 

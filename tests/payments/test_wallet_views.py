@@ -599,3 +599,10 @@ def test_status_filter_is_validated(signed_in, usd):
     assert "Choose a status from the list." in response.content.decode()
     response = signed_in.get(f"/room/wallets/{usd.pk}/", {"status": "completed"})
     assert response.status_code == 200
+
+
+def test_wallet_page_links_to_deposit_withdraw_and_convert_for_this_wallet(signed_in, usd):
+    page = signed_in.get(f"/room/wallets/{usd.pk}/").content.decode()
+    assert 'href="/room/wallets/deposit/?currency=USD"' in page
+    assert f'href="/room/wallets/withdraw/?wallet={usd.pk}"' in page
+    assert f'href="/room/wallets/convert/?from={usd.pk}"' in page

@@ -154,6 +154,12 @@ def test_concurrent_deliveries_credit_once(live_server, trader):
     row lock let exactly one credit through."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from django.db import connection
+
+    from tests.conftest import require_or_skip
+
+    require_or_skip(connection.vendor == "postgresql", "row locks need PostgreSQL")
+
     from payments.models import PaymentProvider
     from payments.providers.sandbox import SIGNATURE_HEADER, sign, webhook_secret_for
 
