@@ -66,6 +66,20 @@ class QuoteNotFound(ConversionError):
     """No such quote of this user (a view answers 404)."""
 
 
+class InsufficientBalance(ConversionError):
+    """The wallet holds less than the amount; nothing was converted or sent."""
+
+
+class TransferKeyReused(ConversionError, IdempotencyConflict):
+    """The idempotency key was already used for a transfer with other details
+    (other wallets, amount or quote); nothing was sent (an API answers 409)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This form was already used for another transfer; open the transfer page again."
+        )
+
+
 class NotAllowed(ConversionError):
     """A policy (KYC level, a fraud restriction, ...) refused the action."""
 
@@ -167,7 +181,7 @@ def _own(user, wallet: LedgerAccount) -> None:
 def _cover(wallet: LedgerAccount, minor: int) -> None:
     """A courtesy check before quoting; the ledger decides under lock."""
     if minor > wallet.balance:
-        raise ConversionError(
+        raise InsufficientBalance(
             f"Insufficient funds: your {wallet.currency_id} wallet holds "
             f"{format_amount(wallet.balance, wallet.currency)}, less than "
             f"{format_amount(minor, wallet.currency)}."
@@ -176,7 +190,7 @@ def _cover(wallet: LedgerAccount, minor: int) -> None:
 
 def _explain_insufficient(exc: InsufficientFunds) -> ConversionError:
     currency = Currency.objects.get(pk=exc.wallet.currency_id)
-    return ConversionError(
+    return InsufficientBalance(
         f"Insufficient funds: your {currency.code} wallet holds "
         f"{format_amount(exc.available, currency)}, less than "
         f"{format_amount(exc.needed, currency)}. Nothing was converted or sent."
@@ -381,6 +395,29 @@ def _recipient_wallet(user, email: str, currency: Currency) -> LedgerAccount:
     return wallet_open(user=recipient, currency=currency)
 
 
+def _same_request(done: Transfer, source, to_wallet, amount, *, to_user_email, quote_id) -> bool:
+    """Whether a request repeats the transfer ``done`` (made with its key):
+    the same source, target (wallet, or the recipient's address), amount and
+    quote. Reads only, so that a replay changes nothing."""
+    try:
+        minor = _minor(amount, source.currency)
+    except ConversionError:
+        return False
+    if done.from_wallet_id != source.pk or done.amount != minor:
+        return False
+    if to_user_email:
+        recipient = done.to_wallet.owner
+        if recipient.pk == done.user_id or recipient.email.lower() != (
+            to_user_email.strip().lower()
+        ):
+            return False
+    elif to_wallet is None or done.to_wallet_id != to_wallet.pk:
+        return False
+    if done.conversion is not None:
+        return as_uuid(quote_id) == done.conversion.public_id
+    return True
+
+
 def _replayed(transfer: Transfer) -> Transfer:
     transfer.replayed = True
     return transfer
@@ -407,15 +444,26 @@ def transfer_execute(
       ``settings.TRANSFERS_TO_OTHER_CLIENTS``: into their wallet of the same
       currency (opened for them if missing).
 
-    The same key again returns the first transfer (``replayed = True``).
+    The same key with the same request (wallets or recipient, amount, quote)
+    returns the first transfer (``replayed = True``); with another request it
+    is refused (:class:`TransferKeyReused`), as the ledger refuses a key
+    reused for another posting.
     """
     _own(user, from_wallet)
     key = str(idempotency_key or "").strip()
     if not key:
         raise ConversionError("This form has expired; open the transfer page again.")
     key = f"transfer:{user.pk}:{key}"[:200]
-    done = Transfer.objects.filter(user=user, journal__idempotency_key=key).first()
+    done = (
+        Transfer.objects.filter(user=user, journal__idempotency_key=key)
+        .select_related("to_wallet__owner", "conversion")
+        .first()
+    )
     if done is not None:
+        if not _same_request(
+            done, from_wallet, to_wallet, amount, to_user_email=to_user_email, quote_id=quote_id
+        ):
+            raise TransferKeyReused()
         return _replayed(done)
     to_other = bool(to_user_email)
     if to_other:
@@ -481,9 +529,7 @@ def _transfer_plain(user, source, target, minor: int, key: str, reference: str) 
     except InsufficientFunds as exc:
         raise _explain_insufficient(exc) from None
     except IdempotencyConflict:
-        raise ConversionError(
-            "This form was already used for another transfer; open the transfer page again."
-        ) from None
+        raise TransferKeyReused() from None
     if journal.replayed:  # a concurrent request with the same key won
         return _replayed(Transfer.objects.get(journal=journal))
     return Transfer.objects.create(
@@ -535,9 +581,7 @@ def _transfer_converted(
             + (f": {reference}" if reference else ""),
         )
     except IdempotencyConflict:
-        raise ConversionError(
-            "This form was already used for another transfer; open the transfer page again."
-        ) from None
+        raise TransferKeyReused() from None
     _mark_executed(conversion, journal)
     return Transfer.objects.create(
         user=user,
