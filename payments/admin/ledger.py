@@ -341,7 +341,7 @@ def _reversal_refusal(journal: JournalTransaction) -> str | None:
     reversal = JournalTransaction.objects.filter(reverses=journal).only("pk").first()
     if reversal is not None:
         return f"Transaction #{journal.pk} was already reversed by #{reversal.pk}."
-    return None
+    return services.ledger.workflow_reversal_refusal(journal) or None
 
 
 @admin.register(JournalTransaction)

@@ -540,6 +540,7 @@ def _transfer_plain(user, source, target, minor: int, key: str, reference: str) 
         credited=minor,
         journal=journal,
         reference=reference[:140],
+        created_at=timezone.now(),
     )
 
 
@@ -592,4 +593,5 @@ def _transfer_converted(
         conversion=conversion,
         journal=journal,
         reference=reference[:140],
+        created_at=timezone.now(),
     )

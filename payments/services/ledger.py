@@ -15,7 +15,7 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import BigIntegerField, Case, Value, When
+from django.db.models import BigIntegerField, Case, Q, Value, When
 from django.utils import timezone
 
 from backoffice.events import publish
@@ -27,7 +27,7 @@ from ..exceptions import (
     LedgerError,
     UnbalancedTransaction,
 )
-from ..models import Currency, Entry, JournalTransaction, LedgerAccount
+from ..models import Currency, Entry, JournalTransaction, LedgerAccount, Withdrawal
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,9 @@ def ledger_reverse(
         raise LedgerError(f"Transaction #{journal.pk} was already reversed by #{already.pk}.")
     if journal.reverses_id is not None:
         raise LedgerError("A reversal cannot be reversed; post a new transaction.")
+    refusal = workflow_reversal_refusal(journal)
+    if refusal:
+        raise LedgerError(refusal)
     entries = list(journal.entries.select_related("account"))
     reversal = ledger_post(
         kind="reversal",
@@ -291,6 +294,26 @@ def ledger_reverse(
         if not owners:
             publish("ledger.reversed", reversal, payload, actor=actor)
     return reversal
+
+
+def workflow_reversal_refusal(journal: JournalTransaction) -> str:
+    """Why a withdrawal's own posting (reserve, payout, release) cannot be
+    reversed by hand, or "": reversing it would leave the withdrawal's status
+    and the pending account out of step (a reversed reserve could still be
+    paid out). The withdrawal's own actions move that money."""
+    withdrawal = (
+        Withdrawal.objects.filter(
+            Q(reserve_journal=journal) | Q(settle_journal=journal) | Q(release_journal=journal)
+        )
+        .only("reference")
+        .first()
+    )
+    if withdrawal is None:
+        return ""
+    return (
+        f"Transaction #{journal.pk} belongs to withdrawal {withdrawal.reference}: "
+        "reject or cancel the withdrawal instead of reversing its postings."
+    )
 
 
 def currency_get(code: str) -> Currency:

@@ -1073,3 +1073,22 @@ class TestRaces:
         assert all("Insufficient funds" in str(r) for r in refused)
         assert balance(usd) == 10_000
         invariants_hold(usd)
+
+
+def test_a_withdrawals_postings_cannot_be_reversed_by_hand(trader, usd, finance):
+    """Reversing the reserve would give the money back while the withdrawal
+    could still be approved and paid out: the withdrawal's own actions
+    (reject, cancel) move that money, never a manual reversal."""
+    from payments.exceptions import LedgerError
+
+    withdrawal = withdraw(trader, usd, bank(), "600")
+    before = balance(usd)
+    with pytest.raises(LedgerError, match=f"belongs to withdrawal {withdrawal.reference}"):
+        services.ledger_reverse(journal=withdrawal.reserve_journal, actor=finance, reason="oops")
+    assert balance(usd) == before
+    assert pending_total() > 0
+    wd.withdrawal_cancel(user=trader, withdrawal=withdrawal)
+    release = reload(withdrawal).release_journal
+    with pytest.raises(LedgerError, match="reject or cancel the withdrawal"):
+        services.ledger_reverse(journal=release, actor=finance, reason="oops")
+    assert ledger_check().ok
