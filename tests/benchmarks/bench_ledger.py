@@ -423,17 +423,20 @@ posting, which logs BEGIN and COMMIT too):
 {sql}
 ```
 
-What limits it (profiled 2026-11-25, when the goal was missed): pgbench's
-client is C; here each posting costs the Python worker about twice the CPU of
-its backend, on the same 2 cores, and each of the round trips inside the
-transaction waits for a worker to be scheduled again (sampled
-`pg_stat_activity`: about half the backends *idle in transaction*, waiting
-for their client). The same statements sent by raw psycopg2 reached about
-0.3-0.4 of pgbench at 8 clients, and one statement doing the whole posting
-(data-modifying CTEs, autocommit) about 0.4-0.7: PostgreSQL's own work per
-posting (8 index insertions for the journal row and 6 per entry, the deferred
-balance trigger, foreign-key checks, ~3.3 kB of WAL against pgbench's
-~0.5 kB) is already most of pgbench's whole transaction.
+What limits it (profiled 2026-11-25 after the posting became one database
+function, `payments_ledger_post`, migration 0007, and four ledger indexes were
+dropped, migration 0008): a posting is now 3 round trips (was 6; 10 before
+that) and 0.65 ms of Python CPU, but 1.3 ms of PostgreSQL CPU, about twice a
+whole TPC-B transaction. The function alone, driven by pgbench with no Python
+at all (`SELECT payments_ledger_post(...)` in BEGIN/END), reached 0.43-0.6 of
+TPC-B at 8 clients, so the database's own work per posting is the ceiling:
+the deferred balance trigger runs one SUM per entry at commit (disabling it
+in a scratch database gained about 15 %), the journal row still writes 6
+index entries (primary key, the idempotency key and its `LIKE` index, the
+reversal key, the time index) and each entry 4, plus the foreign-key and
+currency checks. Next steps, not done: check balance once per transaction
+instead of once per entry, drop the `varchar_pattern_ops` index Django adds to
+the unique idempotency key, and batch postings of one request.
 
 Figures on this machine vary by about ±20 % between runs
 (shared/BASELINES.md); compare the ratios, not absolute numbers.
