@@ -15,16 +15,14 @@ from __future__ import annotations
 import contextlib
 from decimal import Decimal
 
-from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers, status
 from rest_framework.decorators import api_view as drf_api_view
-from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.exceptions import APIException
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from backoffice.money import from_minor
 
@@ -259,65 +257,11 @@ def raise_for(exc: LedgerError, *, code: str | None = None) -> None:
     ) from exc
 
 
-def _first_message(errors) -> tuple[str, str]:
-    """(field path, message) of the first error in DRF's nested errors."""
-    if isinstance(errors, dict):
-        for name, value in errors.items():
-            path, message = _first_message(value)
-            if message:
-                label = "" if name in ("non_field_errors", "detail") else str(name)
-                return ".".join(p for p in (label, path) if p), message
-    elif isinstance(errors, list):
-        for value in errors:
-            path, message = _first_message(value)
-            if message:
-                return path, message
-    elif errors:
-        return "", str(errors)
-    return "", ""
-
-
-def exception_handler(exc, context):
-    """DRF's handler, with every error in the shape ``{"detail", "code"}``."""
-    response = drf_exception_handler(exc, context)
-    if response is None:
-        return None
-    data = response.data
-    if isinstance(data, dict) and "detail" in data and "code" in data:
-        return response  # ours already
-    if isinstance(exc, ValidationError):
-        errors = data if isinstance(data, dict) else {"non_field_errors": data}
-        path, message = _first_message(errors)
-        response.data = {
-            "detail": f"{path}: {message}" if path else message,
-            "code": "invalid",
-            "errors": errors,
-        }
-        return response
-    if isinstance(exc, Http404):
-        code = "not_found"
-    elif isinstance(exc, PermissionDenied):
-        code = "permission_denied"
-    else:
-        codes = exc.get_codes() if isinstance(exc, APIException) else "error"
-        code = codes if isinstance(codes, str) else "error"
-    detail = data.get("detail", "") if isinstance(data, dict) else _first_message(data)[1]
-    response.data = {"detail": str(detail), "code": code}
-    return response
-
-
 def api_view(http_method_names):
-    """DRF's ``@api_view``, with :func:`exception_handler` for this view.
-
-    (Per view so as not to change the rest of the API's answers; set
-    ``REST_FRAMEWORK["EXCEPTION_HANDLER"]`` to it to have it everywhere.)"""
-
-    def decorator(func):
-        view = drf_api_view(http_method_names)(func)
-        view.cls.get_exception_handler = lambda self: exception_handler
-        return view
-
-    return decorator
+    """DRF's ``@api_view`` (kept as a name here so that the payments API
+    modules import it in one place). Errors take the API's one shape through
+    ``REST_FRAMEWORK["EXCEPTION_HANDLER"]`` (:mod:`backoffice.api`)."""
+    return drf_api_view(http_method_names)
 
 
 class ErrorSerializer(serializers.Serializer):
