@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
@@ -12,6 +13,8 @@ from django.utils import timezone
 from django.utils.crypto import salted_hmac
 from django_countries.fields import CountryField
 from phonenumber_field.modelfields import PhoneNumberField
+
+from backoffice.money import from_minor
 
 
 class UserManager(BaseUserManager["User"]):
@@ -156,3 +159,279 @@ class ClientProfile(models.Model):
     def is_complete(self) -> bool:
         names = bool(self.user.first_name and self.user.last_name)
         return names and all(getattr(self, f) for f in self.REQUIRED_FOR_COMPLETE)
+
+
+# ---------------------------------------------------------------------------
+# Trading: platforms, account types, instruments, trading accounts, deals.
+#
+# A trading account lives on an outside trading platform (MetaTrader 5, the
+# built-in demo platform, ...) reached through a gateway (accounts.platforms).
+# Amounts the platform reports (balances, deal results) are integers in the
+# minor unit of the account's currency, with the digits the platform uses for
+# that currency (``currency_digits``, as an MT5 group has). They are the
+# platform's figures, kept for display and analytics; money moves between a
+# wallet and a trading account only through the payments ledger.
+# ---------------------------------------------------------------------------
+
+
+class Platform(models.Model):
+    """A configured trading platform: its gateway implementation
+    (``accounts.platforms.GATEWAYS``), connection settings, encrypted secrets,
+    and the cursor of the incremental deal sync."""
+
+    identifier = models.SlugField(max_length=40, unique=True)
+    kind = models.CharField(max_length=32, help_text="The gateway implementation.")
+    name = models.CharField(max_length=100)
+    enabled = models.BooleanField(default=True)
+    settings = models.JSONField(default=dict, blank=True)
+    secrets = models.TextField(blank=True, editable=False, help_text="Encrypted.")
+    # Opaque to us: the gateway says where the next ``deals_since`` starts.
+    deals_cursor = models.CharField(max_length=200, blank=True, editable=False)
+    deals_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Instrument(models.Model):
+    FX_MAJORS = "fx_majors"
+    FX_MINORS = "fx_minors"
+    FX_EXOTICS = "fx_exotics"
+    METALS = "metals"
+    ENERGIES = "energies"
+    INDICES = "indices"
+    STOCKS = "stocks"
+    CRYPTO = "crypto"
+    GROUPS = [
+        (FX_MAJORS, "FX majors"),
+        (FX_MINORS, "FX minors"),
+        (FX_EXOTICS, "FX exotics"),
+        (METALS, "metals"),
+        (ENERGIES, "energies"),
+        (INDICES, "indices"),
+        (STOCKS, "stocks"),
+        (CRYPTO, "crypto"),
+    ]
+
+    symbol = models.CharField(max_length=32, unique=True)
+    description = models.CharField(max_length=100, blank=True)
+    group = models.CharField(max_length=16, choices=GROUPS)
+    contract_size = models.DecimalField(
+        max_digits=20, decimal_places=4, help_text="Units of the base per lot (FX: 100,000)."
+    )
+    digits = models.PositiveSmallIntegerField(help_text="Decimal places of the price.")
+    profit_currency = models.CharField(max_length=8, blank=True)
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["group", "symbol"]
+
+    def __str__(self) -> str:
+        return self.symbol
+
+
+class AccountType(models.Model):
+    """What a trader picks when opening an account: defined by the broker per
+    platform (live or demo, currency, leverage choices, platform group)."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="account_types")
+    name = models.CharField(max_length=100)
+    is_demo = models.BooleanField("demo", default=False)
+    currency = models.CharField(max_length=8, help_text="ISO code, e.g. USD.")
+    currency_digits = models.PositiveSmallIntegerField(
+        default=2, help_text="Decimal places the platform keeps for this currency."
+    )
+    leverage_choices = models.JSONField(
+        default=list, help_text="The leverages a trader may pick, e.g. [50, 100, 200, 500]."
+    )
+    default_leverage = models.PositiveIntegerField(default=100)
+    min_first_transfer = models.DecimalField(
+        max_digits=24,
+        decimal_places=8,
+        default=Decimal("0"),
+        help_text="Live accounts: the smallest first transfer, in the account's currency.",
+    )
+    demo_balance = models.DecimalField(
+        max_digits=24,
+        decimal_places=8,
+        default=Decimal("10000"),
+        help_text="Demo accounts: the virtual money the platform credits on opening.",
+    )
+    platform_group = models.CharField(
+        max_length=100, help_text="The group on the platform, e.g. real\\standard\\USD."
+    )
+    description = models.CharField(max_length=200, blank=True)
+    is_active = models.BooleanField(default=True)
+    display_order = models.PositiveSmallIntegerField(default=100)
+
+    class Meta:
+        ordering = ["display_order", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({'demo' if self.is_demo else 'live'}, {self.currency})"
+
+
+class TradingAccount(models.Model):
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+    STATUSES = [(ACTIVE, "active"), (ARCHIVED, "archived")]
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trading_accounts"
+    )
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="accounts")
+    account_type = models.ForeignKey(AccountType, on_delete=models.PROTECT, related_name="+")
+    login = models.CharField(max_length=32)
+    is_demo = models.BooleanField("demo", default=False)
+    currency = models.CharField(max_length=8)
+    currency_digits = models.PositiveSmallIntegerField(default=2)
+    leverage = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=STATUSES, default=ACTIVE)
+    # The platform's figures as last read (minor units of ``currency``).
+    balance = models.BigIntegerField(default=0)
+    equity = models.BigIntegerField(default=0)
+    margin = models.BigIntegerField(default=0)
+    free_margin = models.BigIntegerField(default=0)
+    margin_level = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    state_updated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("export_tradingaccount", "Can export trading accounts")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["platform", "login"], name="trading_account_login_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.login} ({self.platform.identifier})" if self.platform_id else self.login
+
+    def major(self, minor: int | None) -> Decimal | None:
+        return None if minor is None else from_minor(minor, self.currency_digits)
+
+
+class Deal(models.Model):
+    """A closed trade as the platform reports it (read-only for everyone).
+
+    ``client`` repeats the account's owner so that a trader's history reads
+    one index, whatever the number of accounts."""
+
+    BUY = "buy"
+    SELL = "sell"
+    SIDES = [(BUY, "buy"), (SELL, "sell")]
+
+    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="+")
+    ticket = models.BigIntegerField(help_text="The platform's deal id.")
+    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="deals")
+    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4, choices=SIDES)
+    volume = models.DecimalField(max_digits=16, decimal_places=4, help_text="Lots.")
+    open_time = models.DateTimeField()
+    close_time = models.DateTimeField()
+    open_price = models.DecimalField(max_digits=20, decimal_places=8)
+    close_price = models.DecimalField(max_digits=20, decimal_places=8)
+    # Minor units of the account's currency.
+    profit = models.BigIntegerField()
+    commission = models.BigIntegerField(default=0)
+    swap = models.BigIntegerField(default=0)
+    imported_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        permissions = [
+            ("export_deal", "Can export deals"),
+            ("import_deal", "Can import deal reports"),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "ticket"], name="deal_ticket_unique")
+        ]
+        indexes = [
+            models.Index(fields=["client", "-close_time", "-id"], name="deal_client_time"),
+            models.Index(fields=["account", "-close_time", "-id"], name="deal_account_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.ticket} {self.side} {self.volume} {self.symbol}"
+
+    @property
+    def net(self) -> int:
+        return self.profit + self.commission + self.swap
+
+
+# The built-in demo platform keeps its accounts and operations in these tables:
+# it is an outside system that happens to live in our database, reached only
+# through its gateway (accounts.platforms.demo), like MetaTrader would be.
+
+
+class DemoPlatformAccount(models.Model):
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="+")
+    login = models.CharField(max_length=32)
+    name = models.CharField(max_length=200, blank=True)
+    group = models.CharField(max_length=100)
+    currency = models.CharField(max_length=8)
+    currency_digits = models.PositiveSmallIntegerField(default=2)
+    leverage = models.PositiveIntegerField()
+    password_hash = models.CharField(max_length=200)
+    balance = models.BigIntegerField(default=0)
+    # Open positions' floating result and used margin (the simulator sets them).
+    floating = models.BigIntegerField(default=0)
+    margin = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "login"], name="demo_platform_login_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.login
+
+
+class DemoPlatformOperation(models.Model):
+    """A balance operation on the demo platform, findable by its key."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="+")
+    login = models.CharField(max_length=32)
+    key = models.CharField(max_length=100)
+    amount = models.BigIntegerField()
+    comment = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["platform", "key"], name="demo_platform_op_key_unique")
+        ]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class DemoPlatformDeal(models.Model):
+    """A deal closed on the demo platform (the market simulator writes them);
+    the deal sync reads them through the gateway like any platform's."""
+
+    platform = models.ForeignKey(Platform, on_delete=models.CASCADE, related_name="+")
+    login = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=32)
+    side = models.CharField(max_length=4)
+    volume = models.DecimalField(max_digits=16, decimal_places=4)
+    open_time = models.DateTimeField()
+    close_time = models.DateTimeField()
+    open_price = models.DecimalField(max_digits=20, decimal_places=8)
+    close_price = models.DecimalField(max_digits=20, decimal_places=8)
+    profit = models.BigIntegerField()
+    commission = models.BigIntegerField(default=0)
+    swap = models.BigIntegerField(default=0)
+
+    class Meta:
+        indexes = [models.Index(fields=["platform", "id"], name="demo_platform_deal_seq")]
+
+    def __str__(self) -> str:
+        return f"#{self.pk}"

@@ -293,6 +293,37 @@ CELERY_BEAT_SCHEDULE["rates-refresh"] = {
     "schedule": RATES_REFRESH_INTERVAL,
 }
 
+# --- Trading accounts and platforms -------------------------------------------------
+# How many active trading accounts one client may hold.
+TRADING_ACCOUNTS_PER_CLIENT = env.int("TRADING_ACCOUNTS_PER_CLIENT", default=10)
+# Beat: new deals are pulled from every enabled platform, cached account
+# states refreshed, and transfers whose platform call did not settle checked.
+DEALS_SYNC_INTERVAL = env.float("DEALS_SYNC_INTERVAL", default=60.0)
+TRADING_STATE_REFRESH_INTERVAL = env.float("TRADING_STATE_REFRESH_INTERVAL", default=60.0)
+TRADING_TRANSFER_SWEEP_INTERVAL = env.float("TRADING_TRANSFER_SWEEP_INTERVAL", default=30.0)
+# A transfer still "sending" after this many seconds is checked with the platform.
+TRADING_TRANSFER_STALE_AFTER = env.int("TRADING_TRANSFER_STALE_AFTER", default=60)
+# The market simulator trades demo-platform accounts every this many seconds
+# (0: only when run by hand with `manage.py simulate_market`).
+MARKET_SIMULATOR_INTERVAL = env.float("MARKET_SIMULATOR_INTERVAL", default=0.0)
+CELERY_BEAT_SCHEDULE["deals-sync"] = {
+    "task": "accounts.tasks.deals_sync_all",
+    "schedule": DEALS_SYNC_INTERVAL,
+}
+CELERY_BEAT_SCHEDULE["trading-state-refresh"] = {
+    "task": "accounts.tasks.trading_accounts_refresh",
+    "schedule": TRADING_STATE_REFRESH_INTERVAL,
+}
+CELERY_BEAT_SCHEDULE["trading-transfers-sweep"] = {
+    "task": "payments.tasks.trading_transfers_sweep",
+    "schedule": TRADING_TRANSFER_SWEEP_INTERVAL,
+}
+if MARKET_SIMULATOR_INTERVAL > 0:
+    CELERY_BEAT_SCHEDULE["market-simulator"] = {
+        "task": "accounts.tasks.market_simulate",
+        "schedule": MARKET_SIMULATOR_INTERVAL,
+    }
+
 # django-import-export: exporting needs the model's own "export" permission
 # (a list of every deposit or ledger line is more than viewing one).
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"

@@ -612,3 +612,84 @@ class WithdrawalApproval(models.Model):
 
     def __str__(self) -> str:
         return f"approval of {self.withdrawal_id} by {self.approver_id}"
+
+
+# --- Transfers between wallets and trading accounts -----------------------------------
+
+
+class TradingTransfer(models.Model):
+    """Money between a client's wallet and their live trading account.
+
+    In: the wallet is debited to the platform's clearing account in one
+    posting, then the platform is credited with the transfer's key; a refusal
+    reverses the posting. Out: the platform is debited first, then the wallet
+    credited. A platform call whose outcome is unknown (``sending`` or
+    ``unknown``) is settled only after asking the platform whether the
+    operation with that key happened (``payments.services.trading``)."""
+
+    IN = "in"
+    OUT = "out"
+    DIRECTIONS = [(IN, "wallet to trading account"), (OUT, "trading account to wallet")]
+
+    PENDING = "pending"  # recorded; the platform not called yet
+    SENDING = "sending"  # the platform is being called: outcome unknown until answered
+    UNKNOWN = "unknown"  # the call timed out: the sweeper asks the platform
+    COMPLETED = "completed"
+    FAILED = "failed"  # refused; an "in" transfer's posting is reversed
+    STATUSES = [
+        (PENDING, "pending"),
+        (SENDING, "in progress"),
+        (UNKNOWN, "being checked"),
+        (COMPLETED, "completed"),
+        (FAILED, "failed"),
+    ]
+    OPEN_STATUSES = (PENDING, SENDING, UNKNOWN)
+
+    reference = models.CharField(max_length=32, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trading_transfers"
+    )
+    direction = models.CharField(max_length=3, choices=DIRECTIONS)
+    wallet = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="+")
+    trading_account = models.ForeignKey(
+        "accounts.TradingAccount", on_delete=models.PROTECT, related_name="transfers"
+    )
+    amount = models.BigIntegerField(help_text="Minor units of the wallet's currency.")
+    account_amount = models.BigIntegerField(
+        help_text="Minor units of the trading account's currency (its currency digits)."
+    )
+    rate = models.DecimalField(
+        max_digits=30, decimal_places=12, null=True, blank=True, help_text="When converted."
+    )
+    status = models.CharField(max_length=10, choices=STATUSES, default=PENDING)
+    idempotency_key = models.CharField(max_length=200, unique=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+    journal = models.OneToOneField(
+        JournalTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reversal_journal = models.OneToOneField(
+        JournalTransaction, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    platform_ticket = models.CharField(max_length=64, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    error = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["status", "updated_at"],
+                condition=Q(status__in=["pending", "sending", "unknown"]),
+                name="trading_transfer_open",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"trading transfer {self.reference}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in self.OPEN_STATUSES

@@ -118,6 +118,8 @@ DATA_MIGRATIONS = [
     ("payments.migrations.0006_default_providers_and_permissions", "add_defaults"),
     ("payments.migrations.0006_default_providers_and_permissions", "grant_payment_permissions"),
     ("payments.migrations.0009_export_permissions", "grant_export_permissions"),
+    ("accounts.migrations.0006_trading_defaults", "add_trading_defaults"),
+    ("accounts.migrations.0006_trading_defaults", "grant_trading_permissions"),
 ]
 
 

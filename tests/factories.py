@@ -68,3 +68,13 @@ def totp_code(device: TOTPDevice, *, offset_steps: int = 0) -> str:
     totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
     totp.time = totp.time + offset_steps * device.step
     return f"{totp.token():0{device.digits}d}"
+
+
+def open_trading_account(user, *, type_name: str = "Standard USD", leverage: int | None = None):
+    """A trading account on the built-in demo platform, opened through the
+    service (the platform allocates the login). Returns the TradingAccount."""
+    from accounts.models import AccountType
+    from accounts.services.trading import trading_account_open
+
+    account_type = AccountType.objects.get(platform__identifier="demo", name=type_name)
+    return trading_account_open(user=user, account_type=account_type, leverage=leverage).account

@@ -24,11 +24,11 @@ from backoffice.events import publish
 from backoffice.selectors import notifications_recent, room_version
 from backoffice.services import notifications_mark_read
 
-from . import selectors, services
-from .adapter import client_ip
-from .exceptions import TwoFactorError
-from .forms import CodeForm, ProfileForm, TotpCodeForm
-from .stages import TwoFactorStage
+from .. import selectors, services
+from ..adapter import client_ip
+from ..exceptions import TwoFactorError
+from ..forms import CodeForm, ProfileForm, TotpCodeForm
+from ..stages import TwoFactorStage
 
 MAX_CODE_ATTEMPTS_PER_SIGN_IN = 5
 

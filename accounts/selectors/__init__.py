@@ -10,8 +10,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from backoffice.selectors import client_activity_recent, notifications_recent
 
-from . import roles
-from .models import Client, ClientProfile, User
+from .. import roles
+from ..models import Client, ClientProfile, User
 
 
 @dataclass

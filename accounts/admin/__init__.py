@@ -14,8 +14,8 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from backoffice.models import Brand
 from backoffice.selectors import client_timeline
 
-from . import selectors, services
-from .models import Client, ClientProfile, StaffUser, User
+from .. import selectors, services
+from ..models import Client, ClientProfile, StaffUser, User
 
 auditlog.register(User, exclude_fields=["password", "last_login"])
 auditlog.register(Client, exclude_fields=["password", "last_login"])

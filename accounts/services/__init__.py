@@ -17,8 +17,8 @@ from rest_framework.authtoken.models import Token
 
 from backoffice.events import publish
 
-from .exceptions import ApiAuthError, TwoFactorError
-from .models import ClientProfile, User, new_security_stamp
+from ..exceptions import ApiAuthError, TwoFactorError
+from ..models import ClientProfile, User, new_security_stamp
 
 PROFILE_USER_FIELDS = ("first_name", "last_name")
 PROFILE_FIELDS = (
