@@ -77,7 +77,9 @@ def test_password_reset_changes_the_platforms_password():
     trader = TraderFactory()
     account = open_trading_account(trader)
     password = trading_account_password_reset(user=trader, account=account)
-    assert check_password(password, DemoPlatformAccount.objects.get(login=account.login).password_hash)
+    assert check_password(
+        password, DemoPlatformAccount.objects.get(login=account.login).password_hash
+    )
 
 
 def test_account_count_is_capped(settings):
