@@ -26,12 +26,15 @@ def to_minor(amount: Decimal | str | int, exponent: int, *, rounding: str | None
     if not value.is_finite():
         raise MoneyError(f"Not an amount: {amount!r}")
     quantum = Decimal(1).scaleb(-exponent)
-    if rounding is None:
-        if value != value.quantize(quantum, rounding=ROUND_HALF_EVEN):
-            raise MoneyError(f"At most {exponent} decimal places are allowed.")
-        rounded = value.quantize(quantum)
-    else:
-        rounded = value.quantize(quantum, rounding=rounding)
+    try:
+        if rounding is None:
+            if value != value.quantize(quantum, rounding=ROUND_HALF_EVEN):
+                raise MoneyError(f"At most {exponent} decimal places are allowed.")
+            rounded = value.quantize(quantum)
+        else:
+            rounded = value.quantize(quantum, rounding=rounding)
+    except InvalidOperation as exc:  # more digits than the context holds
+        raise MoneyError(f"The amount is too large: {amount!r}") from exc
     return int(rounded.scaleb(exponent))
 
 

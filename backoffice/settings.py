@@ -303,6 +303,8 @@ TRADING_STATE_REFRESH_INTERVAL = env.float("TRADING_STATE_REFRESH_INTERVAL", def
 TRADING_TRANSFER_SWEEP_INTERVAL = env.float("TRADING_TRANSFER_SWEEP_INTERVAL", default=30.0)
 # A transfer still "sending" after this many seconds is checked with the platform.
 TRADING_TRANSFER_STALE_AFTER = env.int("TRADING_TRANSFER_STALE_AFTER", default=60)
+# A transfer the platform could not take (unreachable) is tried again after this.
+TRADING_TRANSFER_RETRY_AFTER = env.int("TRADING_TRANSFER_RETRY_AFTER", default=30)
 # The market simulator trades demo-platform accounts every this many seconds
 # (0: only when run by hand with `manage.py simulate_market`).
 MARKET_SIMULATOR_INTERVAL = env.float("MARKET_SIMULATOR_INTERVAL", default=0.0)

@@ -40,6 +40,10 @@ class PaymentsConfig(AppConfig):
         describe("payment_provider.secrets_changed", "Payment provider secrets changed")
         describe("conversion.executed", "Currencies converted")
         describe("transfer.executed", "Transfer made")
+        describe("trading_account.transfer_requested", "Trading account transfer requested")
+        describe("trading_account.transfer_in", "Money moved to a trading account")
+        describe("trading_account.transfer_out", "Money moved from a trading account")
+        describe("trading_account.transfer_failed", "Trading account transfer failed")
         demo.register("payments", _seed_payments, order=20)
 
 

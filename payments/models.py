@@ -661,6 +661,9 @@ class TradingTransfer(models.Model):
     rate = models.DecimalField(
         max_digits=30, decimal_places=12, null=True, blank=True, help_text="When converted."
     )
+    fee = models.BigIntegerField(
+        default=0, help_text="Conversion fee, minor units of the currency sold."
+    )
     status = models.CharField(max_length=10, choices=STATUSES, default=PENDING)
     idempotency_key = models.CharField(max_length=200, unique=True)
     request_hash = models.CharField(max_length=64, blank=True)

@@ -19,3 +19,23 @@ def rates_refresh() -> dict[str, str]:
 
 
 from .providers.sandbox import sandbox_send_webhook  # noqa: E402, F401  (the sandbox PSP)
+
+
+@shared_task(name="payments.tasks.trading_transfer_process", ignore_result=True, acks_late=True)
+def trading_transfer_process(transfer_id: int) -> str:
+    """After a transfer to or from a trading account is recorded: call the
+    platform and settle. Safe to run twice (the transfer is claimed under a
+    lock, and an uncertain earlier call is looked up before any new one)."""
+    from .services.trading import trading_transfer_process as process
+
+    transfer = process(transfer_id=transfer_id)
+    return transfer.status if transfer is not None else "skipped"
+
+
+@shared_task(name="payments.tasks.trading_transfers_sweep", ignore_result=True)
+def trading_transfers_sweep() -> int:
+    """Beat (``TRADING_TRANSFER_SWEEP_INTERVAL``): retry or settle transfers
+    whose platform call did not finish."""
+    from .services.trading import trading_transfers_sweep as sweep
+
+    return sweep()

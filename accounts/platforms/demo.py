@@ -49,7 +49,7 @@ class DemoGateway(PlatformGateway):
     ) -> str:
         account = DemoPlatformAccount.objects.create(
             platform=self.platform,
-            login=f"new-{uuid.uuid4().hex}",
+            login=f"new-{uuid.uuid4().hex[:24]}",
             name=name,
             group=group,
             currency=currency,
@@ -78,7 +78,7 @@ class DemoGateway(PlatformGateway):
             raise PlatformError(f"No account {login} on the platform.", permanent=True)
 
     def balance_operation(self, *, login: str, amount: Decimal, comment: str, key: str) -> str:
-        existing = self.balance_operation_find(login=login, key=key)
+        existing = self._ticket(login, key)
         if existing is not None:
             return existing  # the same operation again: applied once
         try:
@@ -109,13 +109,16 @@ class DemoGateway(PlatformGateway):
                 )
         except IntegrityError:
             # The same key, concurrently: the other request applied it.
-            found = self.balance_operation_find(login=login, key=key)
+            found = self._ticket(login, key)
             if found is None:
                 raise
             return found
         return str(operation.pk)
 
     def balance_operation_find(self, *, login: str, key: str) -> str | None:
+        return self._ticket(login, key)
+
+    def _ticket(self, login: str, key: str) -> str | None:
         pk = (
             DemoPlatformOperation.objects.filter(platform=self.platform, key=key, login=login)
             .values_list("pk", flat=True)
