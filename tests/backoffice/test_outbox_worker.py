@@ -120,10 +120,21 @@ class PrivateRedis:
 class Worker:
     """A ``celery worker`` subprocess and its log."""
 
-    def __init__(self, broker: PrivateRedis, queue: str) -> None:
+    def __init__(
+        self,
+        broker: PrivateRedis,
+        queue: str,
+        *,
+        log_name: str = "outbox-worker.log",
+        include: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.queue = queue
-        self.log = ARTIFACTS / "outbox-worker.log"
+        self.log = ARTIFACTS / log_name
         self.broker = broker
+        # Extra modules the worker imports (-I), e.g. a test's platform gateway.
+        self.include = include
+        self.extra_env = env or {}
         self.process: subprocess.Popen | None = None
 
     def env(self) -> dict[str, str]:
@@ -139,6 +150,7 @@ class Worker:
             "REDIS_URL": self.broker.url,
             "CELERY_TASK_ALWAYS_EAGER": "0",
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
 
     def start(self) -> None:
@@ -152,6 +164,7 @@ class Worker:
                     "-n", f"{self.queue}@%h",
                     "--loglevel=info",
                     "--without-gossip", "--without-mingle",
+                    *(f"--include={module}" for module in self.include),
                 ],
                 cwd=BASE_DIR,
                 env=self.env(),
