@@ -17,6 +17,26 @@ class AccountsConfig(AppConfig):
 
         register(NavItem("room", "dashboard", "Dashboard", "room:dashboard", order=0, icon="home"))
         register(NavItem("room", "profile", "Profile", "room:profile", order=80, icon="user"))
+        register(
+            NavItem(
+                "room",
+                "accounts",
+                "Trading accounts",
+                "room:trading_accounts",
+                order=20,
+                icon="chart",
+            )
+        )
+        register(
+            NavItem(
+                "room",
+                "trading_history",
+                "Trading history",
+                "room:trading_history",
+                order=22,
+                icon="history",
+            )
+        )
         register(NavItem("room", "security", "Security", "room:security", order=90, icon="lock"))
         for name, text in {
             "client.registered": "Account opened",
@@ -28,6 +48,8 @@ class AccountsConfig(AppConfig):
             "security.2fa_enabled": "Two-factor authentication turned on",
             "security.2fa_disabled": "Two-factor authentication turned off",
             "security.login_failed": "Failed sign-in attempt",
+            "deals.imported": "Deals imported from the trading platform",
+            "deals.file_imported": "Deal report file imported",
         }.items():
             describe(name, text)
         post_migrate.connect(roles.grant_administrator_everything)

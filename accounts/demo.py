@@ -1,4 +1,5 @@
-"""Demo data for the embedded default: staff per role, a few traders.
+"""Demo data for the embedded default: staff per role, a few traders, and
+the traders' trading accounts with a simulated trading history.
 
 Idempotent: running it again changes nothing that is already there.
 """
@@ -14,12 +15,25 @@ from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
+from django.db.models import Count
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from backoffice.models import Brand
 
 from . import roles
-from .models import ClientProfile, User
+from .exceptions import TradingError
+from .models import (
+    AccountType,
+    ClientProfile,
+    Deal,
+    DemoPlatformAccount,
+    DemoPlatformDeal,
+    Platform,
+    TradingAccount,
+    User,
+)
+from .platforms import simulator
+from .services.trading import trading_account_open, trading_account_refresh
 
 DEMO_DOMAIN = "demo.test"
 
@@ -83,6 +97,7 @@ TRADERS = [
 def seed_and_describe() -> list[str]:
     """The accounts seeder for ``manage.py seed_demo``: logins to print."""
     logins = seed_demo()
+    trading = seed_trading()
     width = max(len(login.email) for login in logins)
     lines = ["Demo logins", f"  password for all: {settings.DEMO_PASSWORD}"]
     for login in logins:
@@ -96,7 +111,7 @@ def seed_and_describe() -> list[str]:
         "  app holding the key shown, or print the current code with:",
         "    .venv/bin/python manage.py demo_otp administrator@demo.test",
     ]
-    return lines
+    return lines + trading
 
 
 @transaction.atomic
@@ -146,3 +161,131 @@ def _verified_email(user: User) -> None:
     EmailAddress.objects.get_or_create(
         user=user, email=user.email, defaults={"verified": True, "primary": True}
     )
+
+
+# --- Trading accounts and their history ---------------------------------------------------
+#
+# The demo traders' accounts on the built-in demo platform, opened through the
+# service as a trader would. A demo account gets its virtual money from the
+# platform on opening; a live account starts empty, because money reaches it
+# only through the ledger (a wallet-to-account transfer, ``payments``). The
+# market simulator then trades every seeded account that holds money and has
+# no deals yet: :func:`seed_trading_history`, which the payments seeder calls
+# again once it has funded the live accounts through transfers.
+
+TRADING_ACCOUNTS = [
+    # (trader, account type on the demo platform)
+    (f"alice@{DEMO_DOMAIN}", "Standard USD"),
+    (f"alice@{DEMO_DOMAIN}", "Demo USD"),
+    (f"bruno@{DEMO_DOMAIN}", "Standard EUR"),
+    (f"chen@{DEMO_DOMAIN}", "Demo USD"),
+]
+DEMO_PLATFORM = "demo"
+HISTORY_DEALS = 300  # per account
+HISTORY_DAYS = 90
+HISTORY_SEED = "accounts-demo-v1"
+
+
+def seed_trading() -> list[str]:
+    """Open the demo traders' trading accounts (where missing), give those
+    that hold money a simulated history, and describe them."""
+    platform = Platform.objects.filter(identifier=DEMO_PLATFORM, kind="demo").first()
+    if platform is None:
+        return ["", "Demo trading accounts: there is no demo platform (migrations not run?)."]
+    problems = seed_trading_accounts(platform)
+    seed_trading_history()
+    return _describe_trading(platform, problems)
+
+
+def seed_trading_accounts(platform: Platform) -> list[str]:
+    """Open each of :data:`TRADING_ACCOUNTS` that the trader does not hold
+    yet. Returns what could not be opened, and why."""
+    problems = []
+    users = {u.email: u for u in User.objects.filter(email__in={e for e, _ in TRADING_ACCOUNTS})}
+    for email, type_name in TRADING_ACCOUNTS:
+        user = users.get(email)
+        account_type = AccountType.objects.filter(platform=platform, name=type_name).first()
+        if user is None or account_type is None:
+            problems.append(f"{email} {type_name}: no such {'trader' if not user else 'type'}")
+            continue
+        if TradingAccount.objects.filter(user=user, account_type=account_type).exists():
+            continue
+        try:
+            trading_account_open(user=user, account_type=account_type)
+        except TradingError as exc:
+            problems.append(f"{email} {type_name}: {exc}")
+    return problems
+
+
+def seed_trading_history(*, emails: list[str] | None = None) -> int:
+    """Trade the demo traders' accounts on the demo platform that hold money
+    and have no deals yet (all demo traders, or those of ``emails``): a few
+    hundred deals each over the last :data:`HISTORY_DAYS` days, pulled into
+    the trading history, balances refreshed. Returns the deals written;
+    running it again writes none."""
+    platform = Platform.objects.filter(identifier=DEMO_PLATFORM, kind="demo").first()
+    if platform is None:
+        return 0
+    accounts = TradingAccount.objects.filter(
+        platform=platform, user__email__in=emails or [email for email, _ in TRADING_ACCOUNTS]
+    )
+    logins = list(accounts.values_list("login", flat=True))
+    traded = set(
+        DemoPlatformDeal.objects.filter(platform=platform, login__in=logins)
+        .values_list("login", flat=True)
+        .distinct()
+    )
+    untraded = [login for login in logins if login not in traded]
+    funded = list(
+        DemoPlatformAccount.objects.filter(
+            platform=platform, login__in=untraded, balance__gt=0
+        ).values_list("login", flat=True)
+    )
+    if not funded:
+        return 0
+    written = simulator.simulate(
+        platform=platform,
+        accounts=funded,
+        deals_per_account=HISTORY_DEALS,
+        days=HISTORY_DAYS,
+        seed=HISTORY_SEED,
+    )
+    simulator.deals_sync(platform)
+    for account in accounts.filter(login__in=funded).select_related("platform"):
+        trading_account_refresh(account=account)
+    return written
+
+
+def _describe_trading(platform: Platform, problems: list[str]) -> list[str]:
+    accounts = list(
+        TradingAccount.objects.filter(
+            platform=platform, user__email__in=[email for email, _ in TRADING_ACCOUNTS]
+        )
+        .select_related("user", "account_type")
+        .order_by("user__email", "is_demo", "login")
+    )
+    deals = dict(
+        Deal.objects.filter(account__in=accounts)
+        .values("account")
+        .annotate(n=Count("id"))
+        .values_list("account", "n")
+    )
+    lines = ["", f"Demo trading accounts on {platform.name}:"]
+    width = max((len(a.user.email) for a in accounts), default=0)
+    for account in accounts:
+        kind = "demo" if account.is_demo else "live"
+        balance = f"{account.major(account.balance):,} {account.currency}"
+        line = (
+            f"  {account.user.email:<{width}}  {account.login}  {account.account_type.name:<12}  "
+            f"{kind}  balance {balance}, {deals.get(account.pk, 0)} deals"
+        )
+        if not account.is_demo and account.balance == 0:
+            line += " (live: money comes by a transfer from a wallet)"
+        lines.append(line)
+    lines += [f"  Not opened: {problem}" for problem in problems]
+    lines += [
+        "  Signed in as the trader: accounts at /room/accounts/, history and analytics at "
+        "/room/history/. Staff: /admin/accounts/deal/.",
+        "  More deals: .venv/bin/python manage.py simulate_market --deals 100 --days 7",
+    ]
+    return lines

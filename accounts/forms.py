@@ -111,3 +111,115 @@ class TotpCodeForm(CodeForm):
         if not (code.isdigit() and len(code) == 6):
             raise forms.ValidationError("Enter the 6-digit code from your authenticator app.")
         return code
+
+
+# --- Trading accounts (room: /room/accounts/) ----------------------------------------
+
+
+def _leverage_label(leverage: int) -> str:
+    return f"1:{leverage}"
+
+
+class TradingAccountOpenForm(forms.Form):
+    """Pick an account type (from ``types``, the ones the trader may open)
+    and a leverage among the type's choices (blank: the type's default)."""
+
+    account_type = forms.TypedChoiceField(
+        label="Account type",
+        coerce=int,
+        widget=forms.RadioSelect,
+        error_messages={
+            "required": "Choose an account type.",
+            "invalid_choice": "Choose one of the account types offered.",
+        },
+    )
+    leverage = forms.TypedChoiceField(
+        label="Leverage",
+        coerce=int,
+        required=False,
+        empty_value=None,
+        help_text="How much you may trade for each unit of margin. You can change it later.",
+        error_messages={"invalid_choice": "This leverage is not offered for this account type."},
+    )
+    # One id per displayed form: a reload of the result page opens nothing more.
+    request_id = forms.UUIDField(
+        widget=forms.HiddenInput,
+        error_messages={
+            "required": "The form was incomplete; reload the page and try again.",
+            "invalid": "The form was incomplete; reload the page and try again.",
+        },
+    )
+
+    def __init__(self, *args, types, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.types = {t.pk: t for t in types}
+        self.fields["account_type"].choices = [(t.pk, t.name) for t in types]
+        self.chosen = self._chosen_type()
+        self.fields["leverage"].choices = self.leverage_choices(self.chosen)
+        if self.chosen is not None:
+            messages = self.fields["leverage"].error_messages
+            messages["invalid_choice"] = self._not_offered(self.chosen)
+
+    def _chosen_type(self):
+        raw = self.data.get(self.add_prefix("account_type")) if self.is_bound else None
+        raw = raw or self.initial.get("account_type")
+        try:
+            return self.types.get(int(raw))
+        except (TypeError, ValueError):
+            return None
+
+    def leverage_choices(self, account_type=None) -> list[tuple[str, str]]:
+        """The chosen type's leverages; before a type is chosen, all offered."""
+        if account_type is not None:
+            values = sorted(set(account_type.leverage_choices or []))
+            default = f"The type's default ({_leverage_label(account_type.default_leverage)})"
+        else:
+            values = sorted({x for t in self.types.values() for x in t.leverage_choices or []})
+            default = "The type's default"
+        return [("", default), *((str(x), _leverage_label(x)) for x in values)]
+
+    def clean_account_type(self):
+        return self.types[self.cleaned_data["account_type"]]
+
+    def clean(self):
+        cleaned = super().clean()
+        account_type, leverage = cleaned.get("account_type"), cleaned.get("leverage")
+        if account_type is None or leverage is None:
+            return cleaned
+        if leverage not in (account_type.leverage_choices or []):
+            self.add_error("leverage", self._not_offered(account_type))
+        return cleaned
+
+    @staticmethod
+    def _not_offered(account_type) -> str:
+        offered = ", ".join(map(_leverage_label, sorted(account_type.leverage_choices or [])))
+        return f"{account_type.name} offers these leverages: {offered}."
+
+
+class TradingLeverageForm(forms.Form):
+    """A new leverage for ``account``, among its type's choices."""
+
+    leverage = forms.TypedChoiceField(
+        label="New leverage",
+        coerce=int,
+        error_messages={"invalid_choice": "This leverage is not offered for this account."},
+    )
+
+    def __init__(self, *args, account, **kwargs) -> None:
+        kwargs.setdefault("auto_id", "leverage_%s")
+        kwargs.setdefault("initial", {"leverage": account.leverage})
+        super().__init__(*args, **kwargs)
+        values = sorted(set(account.account_type.leverage_choices or []))
+        self.fields["leverage"].choices = [(str(x), _leverage_label(x)) for x in values]
+
+
+class TradingPasswordResetForm(CodeForm):
+    """Resetting a trading password asks for a code when two-factor
+    authentication is on; without it, the form has no field."""
+
+    def __init__(self, *args, two_factor: bool, **kwargs) -> None:
+        kwargs.setdefault("auto_id", "reset_%s")
+        super().__init__(*args, **kwargs)
+        self.two_factor = two_factor
+        if not two_factor:
+            del self.fields["code"]

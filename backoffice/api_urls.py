@@ -10,5 +10,6 @@ urlpatterns = [
     path("auth/token/", accounts_api.token_create, name="api-token"),
     path("auth/token/revoke/", accounts_api.token_delete, name="api-token-revoke"),
     path("", include("payments.api.urls")),
+    path("", include("accounts.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

@@ -308,6 +308,8 @@ TRADING_TRANSFER_RETRY_AFTER = env.int("TRADING_TRANSFER_RETRY_AFTER", default=3
 # The market simulator trades demo-platform accounts every this many seconds
 # (0: only when run by hand with `manage.py simulate_market`).
 MARKET_SIMULATOR_INTERVAL = env.float("MARKET_SIMULATOR_INTERVAL", default=0.0)
+# The largest deal report file (CSV or XLSX) staff may import, in bytes.
+DEAL_IMPORT_MAX_BYTES = env.int("DEAL_IMPORT_MAX_BYTES", default=200 * 1024 * 1024)
 CELERY_BEAT_SCHEDULE["deals-sync"] = {
     "task": "accounts.tasks.deals_sync_all",
     "schedule": DEALS_SYNC_INTERVAL,

@@ -18,6 +18,7 @@ urlpatterns = [
     path("room/wallets/", include("payments.urls")),
     path("webhooks/<slug:provider>/", webhooks.webhook, name="payments_webhook"),
     path("sandbox-psp/checkout/<str:token>/", sandbox_psp.checkout, name="sandbox_psp_checkout"),
+    path("room/accounts/", include("payments.urls_trading")),
     path("room/", include("accounts.urls")),
 ]
 

@@ -45,9 +45,16 @@ class PaymentsConfig(AppConfig):
         describe("trading_account.transfer_out", "Money moved from a trading account")
         describe("trading_account.transfer_failed", "Trading account transfer failed")
         demo.register("payments", _seed_payments, order=20)
+        demo.register("payments-trading", _seed_trading_funding, order=25)
 
 
 def _seed_payments() -> list[str]:
     from .demo import seed
 
     return seed()
+
+
+def _seed_trading_funding() -> list[str]:
+    from .demo import seed_trading_funding
+
+    return seed_trading_funding()

@@ -799,3 +799,64 @@ def _post(p: Planned, wallets, users, finance):
 
 def _major(minor: int, wallet: LedgerAccount) -> Decimal:
     return from_minor(minor, wallet.currency.exponent)
+
+
+# --- Trading accounts: live accounts funded from wallets ---------------------------
+
+# (trader, account type, wallet currency, amount): Bruno funds his EUR account
+# from his USD wallet, so the demo shows a converted transfer too.
+TRADING_FUNDING = [
+    (ALICE, "Standard USD", "USD", Decimal("2000")),
+    (BRUNO, "Standard EUR", "USD", Decimal("1500")),
+]
+
+
+def seed_trading_funding() -> list[str]:
+    """Fund the demo traders' live trading accounts from their wallets,
+    through the same transfer a trader makes (ledger first, the platform by
+    the task after commit), once per account; then, after commit, give them
+    a simulated history (``accounts.demo.seed_trading_history``)."""
+    from accounts.demo import seed_trading_history
+    from accounts.models import TradingAccount
+
+    from .models import TradingTransfer
+    from .services.trading import trading_transfer_in
+
+    lines = []
+    emails = []
+    for email, type_name, code, amount in TRADING_FUNDING:
+        account = (
+            TradingAccount.objects.filter(
+                user__email=email, account_type__name=type_name, platform__identifier="demo"
+            )
+            .select_related("user", "platform", "account_type")
+            .first()
+        )
+        wallet = LedgerAccount.objects.filter(
+            kind=LedgerAccount.WALLET, owner__email=email, currency_id=code
+        ).first()
+        if account is None or wallet is None:
+            continue
+        emails.append(email)
+        if TradingTransfer.objects.filter(trading_account=account).exists():
+            continue
+        try:
+            transfer = trading_transfer_in(
+                user=account.user,
+                account=account,
+                wallet=wallet,
+                amount=min(amount, _major(wallet.balance, wallet)),
+                idempotency_key=f"demo:trading:{account.login}",
+            )
+        except LedgerError as exc:  # a rate missing, a policy's refusal, ...
+            lines.append(f"  Trading account {account.login} not funded: {exc}")
+            continue
+        lines.append(
+            f"  {email} moved {_major(transfer.amount, wallet)} {code} to trading account "
+            f"{account.login} ({transfer.reference})"
+        )
+    if emails:
+        # The platform is credited after commit (the transfer's task); the
+        # history needs the money there, so it comes after that.
+        transaction.on_commit(lambda: seed_trading_history(emails=emails))
+    return (["", "Demo trading transfers:"] + lines) if lines else []

@@ -20,6 +20,8 @@ TRANSACTION_TYPES: dict[str, str] = {
     "withdrawal_release": "Withdrawal returned",
     "conversion": "Conversion",
     "transfer": "Transfer",
+    "trading_transfer_in": "To trading account",
+    "trading_transfer_out": "From trading account",
     "adjustment": "Adjustment",
     "reversal": "Reversal",
 }

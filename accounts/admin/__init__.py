@@ -279,3 +279,7 @@ class RoleAdmin(admin.ModelAdmin):
         if db_field.name == "permissions":
             kwargs["queryset"] = db_field.related_model.objects.select_related("content_type")
         return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+from . import trading  # noqa: E402, F401 - registers the trading admin
+from .deals import DealAdmin  # noqa: E402, F401 - registers the deals admin

@@ -23,6 +23,7 @@ from django.utils import timezone
 from backoffice import policies
 from backoffice.events import publish
 from backoffice.money import to_minor
+from backoffice.secrets import decrypt, encrypt
 
 from ..exceptions import TradingError, TwoFactorError
 from ..models import AccountType, Platform, TradingAccount, User
@@ -262,3 +263,31 @@ def trading_accounts_refresh(*, older_than: timedelta = timedelta(minutes=1)) ->
             continue
         refreshed += trading_account_refresh(account=account)
     return refreshed
+
+
+@transaction.atomic
+def platform_secrets_set(
+    *, actor: User, platform: Platform, values: dict[str, str], clear: list[str] = ()
+) -> Platform:
+    """Store a platform's secrets, encrypted (the admin's write-only fields):
+    blank values keep what is stored, ``clear`` names secrets to remove. The
+    event says which names changed, never a value."""
+    locked = Platform.objects.select_for_update().get(pk=platform.pk)
+    current = decrypt(locked.secrets)
+    for name in clear:
+        current.pop(name, None)
+    current.update({name: value for name, value in values.items() if value})
+    locked.secrets = encrypt(current)
+    locked.save(update_fields=["secrets"])
+    publish(
+        "platform.secrets_changed",
+        locked,
+        {
+            "platform": locked.identifier,
+            "set": sorted(name for name, value in values.items() if value),
+            "cleared": sorted(clear),
+        },
+        actor=actor,
+    )
+    platform.secrets = locked.secrets
+    return locked

@@ -4,5 +4,6 @@ from . import (
     deposits,  # noqa: F401
     ledger,  # noqa: F401
     rates,  # noqa: F401
+    trading,  # noqa: F401
     withdrawals,  # noqa: F401
 )

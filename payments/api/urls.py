@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import conversions, deposits, methods, wallets, withdrawals
+from . import conversions, deposits, methods, trading, wallets, withdrawals
 
 urlpatterns = [
     path("wallets/", wallets.wallet_list, name="api-wallets"),
@@ -26,4 +26,19 @@ urlpatterns = [
         name="api-conversion-execute",
     ),
     path("transfers/", conversions.transfer_create, name="api-transfers"),
+    path(
+        "trading-accounts/<int:account_id>/transfers/",
+        trading.trading_transfer_collection,
+        name="api-trading-transfers",
+    ),
+    path(
+        "trading-accounts/<int:account_id>/transfers/preview/",
+        trading.trading_transfer_preview,
+        name="api-trading-transfer-preview",
+    ),
+    path(
+        "trading-transfers/<str:reference>/",
+        trading.trading_transfer_detail,
+        name="api-trading-transfer",
+    ),
 ]

@@ -8,7 +8,15 @@ from datetime import datetime
 from django.db.models import Count, Exists, OuterRef, Q, Sum
 from django.http import Http404
 
-from ..models import Currency, Deposit, Entry, JournalTransaction, LedgerAccount, Withdrawal
+from ..models import (
+    Currency,
+    Deposit,
+    Entry,
+    JournalTransaction,
+    LedgerAccount,
+    TradingTransfer,
+    Withdrawal,
+)
 
 # The status of a history line: a withdrawal's reserve shows its withdrawal's
 # status as it moves; every other entry is a completed movement.
@@ -23,6 +31,10 @@ STATUS_FILTERS = {
 _WITHDRAWAL_STATUS_FILTER = {
     IN_PROGRESS: [Withdrawal.PENDING, Withdrawal.APPROVED],
     RETURNED: [Withdrawal.REJECTED, Withdrawal.CANCELLED],
+}
+_TRADING_STATUS_FILTER = {
+    IN_PROGRESS: list(TradingTransfer.OPEN_STATUSES),
+    RETURNED: [TradingTransfer.FAILED],
 }
 
 
@@ -119,16 +131,23 @@ def wallet_history(
 
 def _filter_status(qs, status: str):
     reserve_of = Withdrawal.objects.filter(reserve_journal_id=OuterRef("transaction_id"))
+    # A transfer to a trading account debits the wallet at once; until the
+    # platform has taken it, its line is in progress (failed: returned).
+    trading_of = TradingTransfer.objects.filter(journal_id=OuterRef("transaction_id"))
     if status == COMPLETED:
         unfinished = reserve_of.exclude(status=Withdrawal.PAID)
-        return qs.exclude(Exists(unfinished))
+        trading_unfinished = trading_of.exclude(status=TradingTransfer.COMPLETED)
+        return qs.exclude(Exists(unfinished)).exclude(Exists(trading_unfinished))
     statuses = _WITHDRAWAL_STATUS_FILTER[status]
-    return qs.filter(Exists(reserve_of.filter(status__in=statuses)))
+    trading = _TRADING_STATUS_FILTER[status]
+    withdrawn = Exists(reserve_of.filter(status__in=statuses))
+    return qs.filter(withdrawn | Exists(trading_of.filter(status__in=trading)))
 
 
 def _attach_statuses(entries: list[Entry]) -> None:
     """``entry.status`` and ``entry.status_label`` for each line: one query
-    for the withdrawals among them, none when there are none."""
+    for the withdrawals among them and one for the transfers to trading
+    accounts, none when there are none."""
     reserves = [e.transaction_id for e in entries if e.transaction.kind == "withdrawal_reserve"]
     withdrawals = {}
     if reserves:
@@ -138,14 +157,29 @@ def _attach_statuses(entries: list[Entry]) -> None:
                 "reserve_journal_id", "status", "reference"
             )
         }
+    trading_ids = [e.transaction_id for e in entries if e.transaction.kind == "trading_transfer_in"]
+    trading = {}
+    if trading_ids:
+        trading = {
+            t.journal_id: t
+            for t in TradingTransfer.objects.filter(journal_id__in=trading_ids).only(
+                "journal_id", "status", "reference"
+            )
+        }
     for entry in entries:
         withdrawal = withdrawals.get(entry.transaction_id)
-        if withdrawal is None:
-            entry.status, entry.status_label, entry.reference = COMPLETED, "Completed", ""
-        else:
+        transfer = trading.get(entry.transaction_id)
+        if withdrawal is not None:
             entry.status = withdrawal.status
             entry.status_label = withdrawal.get_status_display().capitalize()
             entry.reference = withdrawal.reference
+        elif transfer is not None and transfer.status != TradingTransfer.COMPLETED:
+            failed = transfer.status == TradingTransfer.FAILED
+            entry.status = "failed" if failed else "pending"
+            entry.status_label = "Failed, returned" if failed else "In progress"
+            entry.reference = transfer.reference
+        else:
+            entry.status, entry.status_label, entry.reference = COMPLETED, "Completed", ""
 
 
 @dataclass(frozen=True)

@@ -588,7 +588,8 @@ def _fail(transfer_id: int, reason: str) -> TradingTransfer:
         transfer.reversal_journal = ledger_reverse(
             journal=transfer.journal,
             actor=None,
-            reason=f"the trading platform refused the transfer: {reason}"[:200],
+            reason=f"{transfer.reference} to trading account {transfer.trading_account.login} "
+            f"refused by the platform: {reason}"[:200],
             idempotency_key=f"trading-transfer:{transfer.reference}:reversal",
         )
     transfer.status = TradingTransfer.FAILED

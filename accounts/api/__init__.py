@@ -10,8 +10,8 @@ from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.throttling import AnonRateThrottle
 
-from . import services
-from .exceptions import ApiAuthError
+from .. import services
+from ..exceptions import ApiAuthError
 
 
 class TokenRequest(serializers.Serializer):
