@@ -327,10 +327,18 @@ class Deal(models.Model):
     SELL = "sell"
     SIDES = [(BUY, "buy"), (SELL, "sell")]
 
-    platform = models.ForeignKey(Platform, on_delete=models.PROTECT, related_name="+")
+    # No single-column indexes on the keys: each leads a composite index
+    # below, and every index is written for every imported deal.
+    platform = models.ForeignKey(
+        Platform, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     ticket = models.BigIntegerField(help_text="The platform's deal id.")
-    account = models.ForeignKey(TradingAccount, on_delete=models.PROTECT, related_name="deals")
-    client = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    account = models.ForeignKey(
+        TradingAccount, on_delete=models.PROTECT, related_name="deals", db_index=False
+    )
+    client = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
+    )
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4, choices=SIDES)
     volume = models.DecimalField(max_digits=16, decimal_places=4, help_text="Lots.")
@@ -353,7 +361,22 @@ class Deal(models.Model):
             models.UniqueConstraint(fields=["platform", "ticket"], name="deal_ticket_unique")
         ]
         indexes = [
-            models.Index(fields=["client", "-close_time", "-id"], name="deal_client_time"),
+            # Covering: the analytics aggregate a year of a trader's deals
+            # from the index alone (docs/PERFORMANCE.md, "trading history").
+            models.Index(
+                fields=["client", "-close_time", "-id"],
+                name="deal_client_time",
+                include=[
+                    "account",
+                    "symbol",
+                    "side",
+                    "volume",
+                    "open_time",
+                    "profit",
+                    "commission",
+                    "swap",
+                ],
+            ),
             models.Index(fields=["account", "-close_time", "-id"], name="deal_account_time"),
         ]
 

@@ -250,6 +250,24 @@ def test_each_bad_row_is_reported_with_its_line_and_nothing_is_saved(finance, de
     assert not Event.objects.filter(name__startswith="deals.").exists()
 
 
+def test_a_bad_row_after_rows_already_saved_undoes_them_all(finance, demo, account, monkeypatch):
+    from accounts.services import deals as deal_services
+
+    monkeypatch.setattr(deal_services, "IMPORT_BATCH", 2)
+    monkeypatch.setattr(deal_services, "IMPORT_INSERT_ROWS", 3)
+    good = [row(n, account.login) for n in range(1, 12)]
+    report = run(finance, demo, csv_file([*good, row(99, account.login, side="?")]))
+    assert [e.line for e in report.errors] == [13] and report.added == 0
+    assert not Deal.objects.exists()
+    assert not Event.objects.filter(name__startswith="deals.").exists()
+
+    report = run(finance, demo, csv_file(good))
+    assert (report.added, report.duplicates) == (11, 0)
+    ids = list(Deal.objects.order_by("ticket").values_list("id", flat=True))
+    assert ids == sorted(ids) and (report.first_id, report.last_id) == (ids[0], ids[-1])
+    assert run(finance, demo, csv_file(good)).duplicates == 11
+
+
 def test_line_numbers_count_blank_rows_and_quoted_newlines(finance, demo, account):
     text = (
         ",".join(HEADER)
