@@ -307,7 +307,11 @@ class TradingAccount(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["platform", "login"], name="trading_account_login_unique"
-            )
+            ),
+            # What a deal's composite foreign key refers to (Deal, migration 0007).
+            models.UniqueConstraint(
+                fields=["id", "platform", "user"], name="trading_account_identity"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -328,16 +332,28 @@ class Deal(models.Model):
     SIDES = [(BUY, "buy"), (SELL, "sell")]
 
     # No single-column indexes on the keys: each leads a composite index
-    # below, and every index is written for every imported deal.
+    # below, and every index is written for every imported deal. No foreign
+    # key each either: on PostgreSQL one composite key (migration 0007)
+    # checks the three at once, (account, platform, client) → the trading
+    # account's (id, platform, user): a deal's client and platform are its
+    # account's, one check per deal at commit instead of three.
     platform = models.ForeignKey(
-        Platform, on_delete=models.PROTECT, related_name="+", db_index=False
+        Platform, on_delete=models.PROTECT, related_name="+", db_index=False, db_constraint=False
     )
     ticket = models.BigIntegerField(help_text="The platform's deal id.")
     account = models.ForeignKey(
-        TradingAccount, on_delete=models.PROTECT, related_name="deals", db_index=False
+        TradingAccount,
+        on_delete=models.PROTECT,
+        related_name="deals",
+        db_index=False,
+        db_constraint=False,
     )
     client = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+", db_index=False
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     symbol = models.CharField(max_length=32)
     side = models.CharField(max_length=4, choices=SIDES)
