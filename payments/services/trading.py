@@ -55,6 +55,7 @@ from backoffice.money import MoneyError, from_minor, to_minor
 from ..exceptions import InsufficientFunds, LedgerError
 from ..models import Currency, LedgerAccount, TradingTransfer
 from ..selectors.rates import markup_for, rate_for
+from ..selectors.trading import first_transfer_minimum
 from ..templatetags.payments import format_amount
 from .conversions import CONVERSION, FEES, MAX_MINOR, QuoteMath, quote_math
 from .ledger import Line, ledger_post, ledger_reverse, system_account
@@ -285,13 +286,8 @@ def _ask_policy(
 
 
 def _first_transfer_minimum(account: TradingAccount, figures: TransferFigures) -> None:
-    minimum = account.account_type.min_first_transfer
-    if not minimum:
-        return
-    funded = TradingTransfer.objects.filter(
-        trading_account=account, direction=TradingTransfer.IN
-    ).exclude(status=TradingTransfer.FAILED)
-    if funded.exists():
+    minimum = first_transfer_minimum(account)
+    if minimum is None:
         return
     if from_minor(figures.account_minor, account.currency_digits) < minimum:
         raise TradingTransferError(
