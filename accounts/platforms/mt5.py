@@ -79,9 +79,10 @@ import re
 import secrets
 import threading
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -212,12 +213,17 @@ def _nothing_was_sent(exc: requests.exceptions.ConnectionError) -> bool:
     return isinstance(reason, ConnectTimeoutError)  # NewConnectionError is one too
 
 
-def _deal_time(row: dict, field: str, offset: int) -> datetime:
+def _deal_time(row: dict, field: str, offset: int | tzinfo) -> datetime:
     """A time of the trade server's clock (``<field>`` seconds, with the
-    milliseconds of ``<field>Msc`` when they agree) as an aware UTC datetime."""
+    milliseconds of ``<field>Msc`` when they agree) as an aware UTC datetime.
+    ``offset``: the server's fixed offset in seconds, or its time zone (the
+    server's wall clock, daylight saving time included)."""
     seconds = _int(row.get(field))
     msc = _int(row.get(f"{field}Msc"))
     stamp = msc / 1000 if msc and msc // 1000 == seconds else seconds
+    if isinstance(offset, tzinfo):
+        wall = datetime.fromtimestamp(stamp, tz=UTC).replace(tzinfo=offset)
+        return wall.astimezone(UTC)
     return datetime.fromtimestamp(stamp - offset, tz=UTC)
 
 
@@ -279,11 +285,25 @@ class MT5Gateway(PlatformGateway):
         return bool(raw)
 
     @property
-    def _offset_seconds(self) -> int:
+    def _offset_seconds(self) -> int | tzinfo:
+        """The server clock's offset from UTC: its time zone when the
+        ``timezone`` setting names one (e.g. ``Europe/Athens``: right across
+        daylight saving time changes), else ``server_utc_offset`` hours."""
+        name = str(self.settings.get("timezone") or "").strip()
+        if name:
+            try:
+                return ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise PlatformError(
+                    f"MT5 setting timezone {name!r} is not a time zone.", permanent=True
+                ) from None
         return int(self._number("server_utc_offset", 0) * 3600)
 
     def _server_now(self) -> int:
-        return int(time.time()) + self._offset_seconds
+        offset = self._offset_seconds
+        if isinstance(offset, tzinfo):
+            return int(datetime.now(offset).replace(tzinfo=UTC).timestamp())
+        return int(time.time()) + offset
 
     def _deals_start(self) -> int:
         raw = self.settings.get("deals_start")

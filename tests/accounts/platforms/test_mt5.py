@@ -559,3 +559,30 @@ def test_trading_account_open_on_an_mt5_platform(server):
     assert account.leverage == 200 and account.state_updated_at is not None
     credit = server.calls_to("/api/trade/balance")
     assert len(credit) == 1 and credit[0]["comment"] == f"demo-open:{platform.pk}:{account.login}"
+
+
+def test_a_server_time_zone_follows_daylight_saving_time():
+    """MT5 stamps deals with the server's wall clock; a server in Athens is
+    UTC+3 in July and UTC+2 in January, which a fixed offset gets wrong half
+    the year."""
+    from zoneinfo import ZoneInfo
+
+    from accounts.platforms.mt5 import _deal_time
+
+    athens = ZoneInfo("Europe/Athens")
+    july_noon = int(datetime(2026, 7, 1, 12, 0, tzinfo=UTC).timestamp())
+    january_noon = int(datetime(2026, 1, 1, 12, 0, tzinfo=UTC).timestamp())
+    assert _deal_time({"Time": july_noon}, "Time", athens) == datetime(2026, 7, 1, 9, tzinfo=UTC)
+    assert _deal_time({"Time": january_noon}, "Time", athens) == datetime(
+        2026, 1, 1, 10, tzinfo=UTC
+    )
+
+
+def test_an_unknown_time_zone_setting_is_refused_in_words():
+    from accounts.models import Platform
+    from accounts.platforms.base import PlatformError
+    from accounts.platforms.mt5 import MT5Gateway
+
+    gateway = MT5Gateway(Platform(kind="mt5", settings={"timezone": "Atlantis/Capital"}))
+    with pytest.raises(PlatformError, match="not a time zone"):
+        gateway._server_now()
