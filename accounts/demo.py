@@ -280,7 +280,7 @@ def _describe_trading(platform: Platform, problems: list[str]) -> list[str]:
             f"{kind}  balance {balance}, {deals.get(account.pk, 0)} deals"
         )
         if not account.is_demo and account.balance == 0:
-            line += " (live: money comes by a transfer from a wallet)"
+            line += " (live: funded by a transfer from a wallet below; its history follows)"
         lines.append(line)
     lines += [f"  Not opened: {problem}" for problem in problems]
     lines += [
