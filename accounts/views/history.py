@@ -33,6 +33,7 @@ from django.views.decorators.http import require_GET
 
 from backoffice.charts import MINUS, bar_chart, format_decimal, line_chart
 from backoffice.money import from_minor
+from backoffice.spreadsheets import Echo, csv_safe
 
 from ..models import Deal, TradingAccount
 from ..selectors import deals as selectors
@@ -500,21 +501,6 @@ CSV_HEADER = [
     "net",
 ]
 
-# A spreadsheet runs a cell that starts with one of these as a formula (OWASP
-# "CSV injection"); tab and carriage return hide such a start. The same guard
-# as the wallet export's ``payments.views.wallets.csv_safe``, which accounts
-# may not import (payments depends on accounts, not the other way).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
-
-
-def csv_safe(value: str) -> str:
-    """Text made inert for spreadsheets: a leading quote before a formula
-    character. Numbers we write ourselves are left as numbers."""
-    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -560,14 +546,6 @@ def _account_of_deal(by_id: dict[int, TradingAccount], account_id: int) -> Tradi
     return by_id[account_id]
 
 
-class _Echo:
-    """A file-like object whose write returns what it was given, so that
-    ``csv.writer`` produces lines for a streaming response."""
-
-    def write(self, value: str) -> str:
-        return value
-
-
 @login_required
 @require_GET
 def trading_history_csv(request: HttpRequest) -> HttpResponse:
@@ -578,7 +556,7 @@ def trading_history_csv(request: HttpRequest) -> HttpResponse:
     form = DealHistoryForm(request.GET, accounts=accounts, symbols=sorted(digits))
     if not form.is_valid():
         return _history_response(request, form, accounts, digits)
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     rows = (
         writer.writerow(row)
         for row in _csv_rows(request.user, form.deal_filter(), accounts, digits)

@@ -5,7 +5,6 @@ CSV export. Every wallet id from a request goes through
 from __future__ import annotations
 
 import csv
-import re
 from collections.abc import Iterator
 from datetime import UTC
 from urllib.parse import urlencode
@@ -20,6 +19,7 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_GET, require_POST
 
 from backoffice.money import from_minor
+from backoffice.spreadsheets import Echo, csv_safe
 
 from .. import selectors, services
 from ..exceptions import LedgerError
@@ -186,7 +186,7 @@ def wallet_export(request: HttpRequest, wallet_id: int) -> HttpResponse:
         return _render_history(request, wallet, form)
     filters = form.history_filters()
     filters.pop("before_id")
-    writer = csv.writer(_Echo())
+    writer = csv.writer(Echo())
     rows = (writer.writerow(row) for row in _csv_rows(wallet, filters))
     response = StreamingHttpResponse(rows, content_type="text/csv; charset=utf-8")
     stamp = timezone.now().astimezone(UTC).strftime("%Y%m%d")
@@ -226,25 +226,3 @@ def _csv_rows(wallet: LedgerAccount, filters: dict) -> Iterator[list[str]]:
 
 def _plain(minor: int, exponent: int) -> str:
     return format(from_minor(minor, exponent), "f")  # "-0.00000001", never "-1E-8"
-
-
-# A spreadsheet runs a cell that starts with one of these as a formula
-# (OWASP "CSV injection"); tab and carriage return hide such a start.
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"-?\d+(\.\d+)?")
-
-
-def csv_safe(value: str) -> str:
-    """Text made inert for spreadsheets: a leading quote before a formula
-    character. The numbers we write ourselves (amounts) are left as numbers."""
-    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
-        return "'" + value
-    return value
-
-
-class _Echo:
-    """A file-like object whose write returns what it was given, so that
-    ``csv.writer`` produces lines for a streaming response."""
-
-    def write(self, value: str) -> str:
-        return value
