@@ -56,7 +56,13 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from ..models import DemoPlatformAccount, DemoPlatformDeal, Instrument, Platform
+from ..models import (
+    DemoPlatformAccount,
+    DemoPlatformDeal,
+    Instrument,
+    Platform,
+    TradingAccount,
+)
 from .base import PlatformError
 
 log = logging.getLogger(__name__)
@@ -827,8 +833,13 @@ def market_simulate_round(*, seed: object = None, now: datetime | None = None) -
     window = max(ROUND_WINDOW, 2 * interval)
     written = 0
     for platform in _platforms(None):
+        # Accounts archived on our side stop trading (their traders would).
+        archived = TradingAccount.objects.filter(
+            platform=platform, status=TradingAccount.ARCHIVED
+        ).values("login")
         logins = list(
             DemoPlatformAccount.objects.filter(platform=platform, balance__gt=0)
+            .exclude(login__in=archived)
             .order_by("pk")
             .values_list("login", flat=True)
         )

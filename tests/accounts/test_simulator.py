@@ -311,6 +311,18 @@ def test_a_round_trades_funded_accounts_recently_and_syncs_them(platform):
         assert Deal.objects.filter(account__in=accounts).count() == written
 
 
+def test_a_round_leaves_accounts_archived_on_our_side_alone(platform):
+    from accounts.models import TradingAccount
+
+    kept, archived = (open_trading_account(TraderFactory(), type_name="Demo USD") for _ in range(2))
+    TradingAccount.objects.filter(pk=archived.pk).update(status=TradingAccount.ARCHIVED)
+    now = datetime(2026, 3, 18, 15, 0, tzinfo=UTC)  # a Wednesday
+    for seed in range(5):
+        market_simulate_round(seed=seed, now=now + timedelta(minutes=10 * seed))
+    assert deals_of(platform, kept.login).exists()
+    assert not deals_of(platform, archived.login).exists()
+
+
 def test_at_the_weekend_only_crypto_trades(platform):
     only_instruments("EURUSD", "XAUUSD")
     for _ in range(3):
