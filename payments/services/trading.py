@@ -318,23 +318,54 @@ def trading_transfer_in(
     """Move ``amount`` (wallet currency) from ``wallet`` to the live trading
     ``account``. The wallet is debited at once; the platform is credited by a
     task after commit. The same key returns the same transfer."""
+    return _transfer_request(TradingTransfer.IN, user, account, wallet, amount, idempotency_key)
+
+
+def trading_transfer_out(
+    *, user, account: TradingAccount, wallet: LedgerAccount, amount: Decimal, idempotency_key: str
+) -> TradingTransfer:
+    """Move ``amount`` (account currency) from the live trading ``account`` to
+    ``wallet``: the platform is debited first (by a task after commit), then
+    the wallet is credited. The same key returns the same transfer."""
+    return _transfer_request(TradingTransfer.OUT, user, account, wallet, amount, idempotency_key)
+
+
+def _check_direction(direction: str, account: TradingAccount, figures: TransferFigures) -> None:
+    if direction == TradingTransfer.IN:
+        _first_transfer_minimum(account, figures)
+    elif account.state_updated_at is not None and figures.account_minor > account.free_margin:
+        # A courtesy check on the cached figures; the platform decides.
+        free = from_minor(account.free_margin, account.currency_digits)
+        raise TradingTransferError(
+            f"The account's free margin is {free} {account.currency}, less than the amount."
+        )
+
+
+def _transfer_request(
+    direction: str,
+    user,
+    account: TradingAccount,
+    wallet: LedgerAccount,
+    amount: Decimal,
+    idempotency_key: str,
+) -> TradingTransfer:
+    """Record a transfer (and, in, post it to the ledger) in one transaction;
+    the platform is called by a task after commit."""
     key = _stored_key(user, idempotency_key)
-    request_hash = _request_hash(TradingTransfer.IN, wallet, account, amount)
+    request_hash = _request_hash(direction, wallet, account, amount)
     existing = _existing(user, key, request_hash)
     if existing is not None:
         return existing
-    _check(user, TradingTransfer.IN, wallet, account)
-    figures = transfer_figures(
-        direction=TradingTransfer.IN, wallet=wallet, account=account, amount=amount
-    )
-    _ask_policy(user, TradingTransfer.IN, account, wallet, amount)
-    _first_transfer_minimum(account, figures)
+    _check(user, direction, wallet, account)
+    figures = transfer_figures(direction=direction, wallet=wallet, account=account, amount=amount)
+    _ask_policy(user, direction, account, wallet, amount)
+    _check_direction(direction, account, figures)
     try:
         with transaction.atomic():
             transfer = TradingTransfer.objects.create(
                 reference=_new_reference(),
                 user=user,
-                direction=TradingTransfer.IN,
+                direction=direction,
                 wallet=wallet,
                 trading_account=account,
                 amount=figures.wallet_minor,
@@ -344,16 +375,16 @@ def trading_transfer_in(
                 idempotency_key=key,
                 request_hash=request_hash,
             )
-            journal = ledger_post(
-                kind="trading_transfer_in",
-                idempotency_key=f"trading-transfer:{transfer.reference}",
-                lines=_lines(transfer, figures),
-                actor=user,
-                description=_describe(transfer),
-                metadata={"trading_transfer": transfer.reference, "login": account.login},
-            )
-            transfer.journal = journal
-            transfer.save(update_fields=["journal"])
+            if direction == TradingTransfer.IN:
+                transfer.journal = ledger_post(
+                    kind="trading_transfer_in",
+                    idempotency_key=f"trading-transfer:{transfer.reference}",
+                    lines=_lines(transfer, figures),
+                    actor=user,
+                    description=_describe(transfer),
+                    metadata={"trading_transfer": transfer.reference, "login": account.login},
+                )
+                transfer.save(update_fields=["journal"])
             publish(
                 "trading_account.transfer_requested",
                 transfer,
@@ -370,59 +401,6 @@ def trading_transfer_in(
         ) from None
     except IntegrityError:
         # The same key, concurrently: the other request's transfer stands.
-        existing = _existing(user, key, request_hash)
-        if existing is None:
-            raise
-        return existing
-    return transfer
-
-
-def trading_transfer_out(
-    *, user, account: TradingAccount, wallet: LedgerAccount, amount: Decimal, idempotency_key: str
-) -> TradingTransfer:
-    """Move ``amount`` (account currency) from the live trading ``account`` to
-    ``wallet``: the platform is debited first (by a task after commit), then
-    the wallet is credited. The same key returns the same transfer."""
-    key = _stored_key(user, idempotency_key)
-    request_hash = _request_hash(TradingTransfer.OUT, wallet, account, amount)
-    existing = _existing(user, key, request_hash)
-    if existing is not None:
-        return existing
-    _check(user, TradingTransfer.OUT, wallet, account)
-    figures = transfer_figures(
-        direction=TradingTransfer.OUT, wallet=wallet, account=account, amount=amount
-    )
-    _ask_policy(user, TradingTransfer.OUT, account, wallet, amount)
-    if account.state_updated_at is not None and figures.account_minor > account.free_margin:
-        # A courtesy check on the cached figures; the platform decides.
-        free = from_minor(account.free_margin, account.currency_digits)
-        raise TradingTransferError(
-            f"The account's free margin is {free} {account.currency}, less than the amount."
-        )
-    try:
-        with transaction.atomic():
-            transfer = TradingTransfer.objects.create(
-                reference=_new_reference(),
-                user=user,
-                direction=TradingTransfer.OUT,
-                wallet=wallet,
-                trading_account=account,
-                amount=figures.wallet_minor,
-                account_amount=figures.account_minor,
-                rate=figures.rate,
-                fee=figures.math.fee if figures.math else 0,
-                idempotency_key=key,
-                request_hash=request_hash,
-            )
-            publish(
-                "trading_account.transfer_requested",
-                transfer,
-                _payload(transfer),
-                client=user,
-                actor=user,
-            )
-            _enqueue(transfer.pk)
-    except IntegrityError:
         existing = _existing(user, key, request_hash)
         if existing is None:
             raise
