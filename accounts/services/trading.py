@@ -217,12 +217,14 @@ def _minor(amount: Decimal, digits: int) -> int:
     return to_minor(amount, digits, rounding=ROUND_HALF_EVEN)
 
 
-def trading_account_refresh(*, account: TradingAccount) -> bool:
+def trading_account_refresh(*, account: TradingAccount, gateway=None) -> bool:
     """Read the account's balance, equity and margin from its platform and
     cache them with the time; False (cache left as it was) when the
-    platform cannot answer."""
+    platform cannot answer. ``gateway``: the platform's, when the caller
+    holds one already."""
     try:
-        state = gateway_for(account.platform).account_state(login=account.login)
+        gateway = gateway or gateway_for(account.platform)
+        state = gateway.account_state(login=account.login)
     except PlatformError as exc:
         log.info("State of %s not refreshed: %s", account.login, exc)
         return False
@@ -261,7 +263,7 @@ def trading_accounts_refresh(*, older_than: timedelta = timedelta(minutes=1)) ->
             gateways[platform.pk] = gateway_for(platform)
         if not gateways[platform.pk].live_operations:
             continue
-        refreshed += trading_account_refresh(account=account)
+        refreshed += trading_account_refresh(account=account, gateway=gateways[platform.pk])
     return refreshed
 
 
