@@ -137,6 +137,15 @@ class ClientProfile(models.Model):
         limit_choices_to={"is_staff": True},
         help_text="The staff member (sales manager) the client is assigned to.",
     )
+    registration_flow = models.ForeignKey(
+        "RegistrationFlow", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    campaign = models.CharField(
+        max_length=50, blank=True, help_text="The campaign or promo code the client signed up with."
+    )
+    registration_data = models.JSONField(
+        default=dict, blank=True, help_text="Answers to the sign-up flow's custom questions."
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -474,3 +483,210 @@ class DemoPlatformDeal(models.Model):
 
     def __str__(self) -> str:
         return f"#{self.pk}"
+
+
+# ---------------------------------------------------------------------------
+# The registration constructor: sign-up flows staff shape per country or
+# campaign, the fields they ask, and the versioned legal documents a client
+# accepts. ``FieldDefinition`` is shared with the KYC questionnaires (kyc app),
+# and ``accounts.dynamic_fields`` turns either into Django form fields.
+# ---------------------------------------------------------------------------
+
+
+class FieldDefinition(models.Model):
+    """One question of a form staff build in the admin."""
+
+    TEXT = "text"
+    NUMBER = "number"
+    DATE = "date"
+    CHOICE = "choice"
+    MULTIPLE_CHOICE = "multiple_choice"
+    CHECKBOX = "checkbox"
+    KINDS = [
+        (TEXT, "text"),
+        (NUMBER, "number"),
+        (DATE, "date"),
+        (CHOICE, "choice (one)"),
+        (MULTIPLE_CHOICE, "choice (several)"),
+        (CHECKBOX, "checkbox"),
+    ]
+
+    name = models.SlugField(
+        max_length=50,
+        help_text="The key the answer is stored under (letters, digits, underscores).",
+    )
+    label = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, choices=KINDS, default=TEXT)
+    required = models.BooleanField(default=True)
+    help_text = models.CharField(max_length=300, blank=True)
+    choices = models.TextField(
+        blank=True,
+        help_text="For choices: one per line, as 'value|Label' or just 'Label'.",
+    )
+    min_value = models.DecimalField(
+        max_digits=20, decimal_places=4, null=True, blank=True,
+        help_text="Number: the smallest value; text: the shortest length.",
+    )
+    max_value = models.DecimalField(
+        max_digits=20, decimal_places=4, null=True, blank=True,
+        help_text="Number: the largest value; text: the longest length.",
+    )
+    regex = models.CharField(
+        "pattern", max_length=200, blank=True,
+        help_text="Text: a regular expression the whole answer must match.",
+    )
+    regex_message = models.CharField(
+        "pattern message", max_length=200, blank=True,
+        help_text="What to tell the client when the pattern does not match.",
+    )
+    order = models.PositiveSmallIntegerField(default=100)
+
+    class Meta:
+        abstract = True
+        ordering = ["order", "id"]
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class RegistrationFlow(models.Model):
+    """A sign-up path: which fields are asked, in which steps, and which
+    documents are accepted. The flow for a visitor is the active one for their
+    campaign (and country, when it names countries), else for their country,
+    else the default."""
+
+    name = models.CharField(max_length=100)
+    is_active = models.BooleanField("active", default=True)
+    is_default = models.BooleanField(
+        "default", default=False, help_text="Used when no other flow applies; exactly one."
+    )
+    countries = CountryField(
+        multiple=True, blank=True, help_text="Countries of residence this flow is for."
+    )
+    campaigns = models.TextField(
+        blank=True,
+        help_text="Campaign or referral codes this flow is for, one per line "
+        "(the ?campaign= of a sign-up link, or a partner's promo code).",
+    )
+    priority = models.PositiveSmallIntegerField(
+        default=100, help_text="When several flows apply, the lowest number wins."
+    )
+    documents = models.ManyToManyField(
+        "LegalDocument", blank=True, related_name="flows",
+        help_text="Documents the client must accept (their current version).",
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["priority", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="registration_one_default_flow",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def campaign_codes(self) -> list[str]:
+        return [c.strip().lower() for c in self.campaigns.splitlines() if c.strip()]
+
+
+class RegistrationField(FieldDefinition):
+    """A field of a flow: one of the profile's fields, or a custom question
+    whose answer is kept in ``ClientProfile.registration_data``."""
+
+    PROFILE_FIELDS = [
+        ("first_name", "first name"),
+        ("last_name", "last name"),
+        ("date_of_birth", "date of birth"),
+        ("country", "country of residence"),
+        ("phone", "phone"),
+        ("address_line1", "address"),
+        ("address_line2", "address (line 2)"),
+        ("city", "city"),
+        ("state", "state or region"),
+        ("postal_code", "postal code"),
+        ("language", "language"),
+    ]
+
+    flow = models.ForeignKey(RegistrationFlow, on_delete=models.CASCADE, related_name="fields")
+    profile_field = models.CharField(
+        max_length=30, choices=PROFILE_FIELDS, blank=True,
+        help_text="A profile field (its own validation applies), or blank for a custom question.",
+    )
+    step = models.PositiveSmallIntegerField(default=1, help_text="1 is the first page.")
+
+    class Meta(FieldDefinition.Meta):
+        ordering = ["step", "order", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["flow", "name"], name="registration_field_unique_name")
+        ]
+
+
+class LegalDocument(models.Model):
+    """Terms, privacy policy, risk disclosure...: a document clients accept,
+    in versions. The current version is the latest one in effect."""
+
+    TERMS = "terms"
+    PRIVACY = "privacy"
+    RISK = "risk_disclosure"
+    OTHER = "other"
+    KINDS = [
+        (TERMS, "terms and conditions"),
+        (PRIVACY, "privacy policy"),
+        (RISK, "risk disclosure"),
+        (OTHER, "other"),
+    ]
+
+    kind = models.CharField(max_length=20, choices=KINDS)
+    slug = models.SlugField(max_length=50, unique=True)
+    title = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+class LegalDocumentVersion(models.Model):
+    document = models.ForeignKey(LegalDocument, on_delete=models.PROTECT, related_name="versions")
+    version = models.CharField(max_length=20, help_text="e.g. 2026-11 or 3.1")
+    body = models.TextField(help_text="Plain text; blank lines separate paragraphs.")
+    effective_at = models.DateTimeField(default=timezone.now)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["document", "-effective_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["document", "version"], name="legal_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.document.title} {self.version}"
+
+
+class Consent(models.Model):
+    """A client accepted a version of a legal document (append-only)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="consents")
+    version = models.ForeignKey(LegalDocumentVersion, on_delete=models.PROTECT, related_name="consents")
+    accepted_at = models.DateTimeField(default=timezone.now)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    flow = models.ForeignKey(
+        RegistrationFlow, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-accepted_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "version"], name="consent_once_per_version")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} accepted {self.version_id}"

@@ -22,7 +22,10 @@ DEPOSIT = "deposit"
 WITHDRAW = "withdraw"
 TRANSFER = "transfer"
 CONVERT = "convert"
-ACTIONS = {DEPOSIT, WITHDRAW, TRANSFER, CONVERT, "open_live_account"}
+OPEN_LIVE_ACCOUNT = "open_live_account"
+# Asked before anyone exists: ``check(None, REGISTER, country="XX")``.
+REGISTER = "register"
+ACTIONS = {DEPOSIT, WITHDRAW, TRANSFER, CONVERT, OPEN_LIVE_ACCOUNT, REGISTER}
 
 
 @dataclass(frozen=True)

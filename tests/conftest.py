@@ -120,6 +120,10 @@ DATA_MIGRATIONS = [
     ("payments.migrations.0009_export_permissions", "grant_export_permissions"),
     ("accounts.migrations.0006_trading_defaults", "add_trading_defaults"),
     ("accounts.migrations.0006_trading_defaults", "grant_trading_permissions"),
+    ("accounts.migrations.0009_registration_defaults", "add_registration_defaults"),
+    ("accounts.migrations.0009_registration_defaults", "grant_registration_permissions"),
+    ("kyc.migrations.0002_kyc_defaults", "add_kyc_defaults"),
+    ("kyc.migrations.0002_kyc_defaults", "grant_kyc_permissions"),
 ]
 
 
