@@ -40,6 +40,7 @@ class AccountsConfig(AppConfig):
         register(NavItem("room", "security", "Security", "room:security", order=90, icon="lock"))
         for name, text in {
             "client.registered": "Account opened",
+            "client.consents_accepted": "New versions of terms accepted",
             "client.email_confirmed": "E-mail address confirmed",
             "client.profile_changed": "Profile updated",
             "client.manager_assigned": "Account manager assigned",
@@ -54,9 +55,17 @@ class AccountsConfig(AppConfig):
             describe(name, text)
         post_migrate.connect(roles.grant_administrator_everything)
         demo.register("accounts", _seed_accounts, order=10)
+        # After the KYC seeder (15): live accounts need the level it grants.
+        demo.register("accounts-trading", _seed_trading, order=18)
 
 
 def _seed_accounts() -> list[str]:
     from .demo import seed_and_describe
 
     return seed_and_describe()
+
+
+def _seed_trading() -> list[str]:
+    from .demo import seed_trading
+
+    return seed_trading()

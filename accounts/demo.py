@@ -97,7 +97,6 @@ TRADERS = [
 def seed_and_describe() -> list[str]:
     """The accounts seeder for ``manage.py seed_demo``: logins to print."""
     logins = seed_demo()
-    trading = seed_trading()
     width = max(len(login.email) for login in logins)
     lines = ["Demo logins", f"  password for all: {settings.DEMO_PASSWORD}"]
     for login in logins:
@@ -111,7 +110,7 @@ def seed_and_describe() -> list[str]:
         "  app holding the key shown, or print the current code with:",
         "    .venv/bin/python manage.py demo_otp administrator@demo.test",
     ]
-    return lines + trading
+    return lines
 
 
 @transaction.atomic

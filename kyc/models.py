@@ -128,9 +128,7 @@ class Questionnaire(models.Model):
 
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, help_text="Shown above the questions.")
-    pass_mark = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Blank: not scored."
-    )
+    pass_mark = models.PositiveIntegerField(null=True, blank=True, help_text="Blank: not scored.")
     approve_on_pass = models.BooleanField(
         default=False,
         help_text="A scored questionnaire that passes is approved without a reviewer.",
@@ -227,9 +225,7 @@ class CountryRule(models.Model):
     """What a country of residence means for KYC."""
 
     country = CountryField(unique=True)
-    blocked = models.BooleanField(
-        default=False, help_text="Residents cannot register or act."
-    )
+    blocked = models.BooleanField(default=False, help_text="Residents cannot register or act.")
     high_risk = models.BooleanField("high risk", default=False)
     extra_requirements = models.ManyToManyField(
         Requirement,
@@ -318,7 +314,9 @@ class Submission(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="kyc_submissions"
     )
-    requirement = models.ForeignKey(Requirement, on_delete=models.PROTECT, related_name="submissions")
+    requirement = models.ForeignKey(
+        Requirement, on_delete=models.PROTECT, related_name="submissions"
+    )
     status = models.CharField(max_length=10, choices=STATUSES, default=PENDING)
     is_current = models.BooleanField(default=True)
     # Documents

@@ -33,7 +33,6 @@ from . import totp_device_confirmed, two_factor_verify
 
 log = logging.getLogger(__name__)
 
-OPEN_LIVE_ACCOUNT = "open_live_account"
 _SPECIALS = "#@!$%&*"  # characters MT5 accepts in passwords
 
 
@@ -88,7 +87,7 @@ def trading_account_open(
     leverage = leverage or account_type.default_leverage
     _check_leverage(account_type, leverage)
     if not account_type.is_demo:
-        decision = policies.check(user, OPEN_LIVE_ACCOUNT, account_type=account_type)
+        decision = policies.check(user, policies.OPEN_LIVE_ACCOUNT, account_type=account_type)
         if not decision.allowed:
             raise TradingError(
                 decision.reason or "You cannot open a live account yet.", decision=decision

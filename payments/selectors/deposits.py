@@ -4,10 +4,13 @@ one rule of which method serves whom (also used by the services)."""
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from decimal import Decimal
+
+from django.db.models import Prefetch, Q, Sum
 from django.http import Http404
 
 from accounts.selectors import profile_for_user
+from backoffice.money import from_minor
 
 from ..models import Currency, Deposit, PaymentMethod
 
@@ -108,3 +111,27 @@ def deposits_recent_for_user(*, user, limit: int = 10) -> list[Deposit]:
         .select_related("method", "currency", "wallet__currency")
         .order_by("-id")[:limit]
     )
+
+
+def deposit_totals_since(*, user, day, month) -> list[tuple[str, Decimal, Decimal]]:
+    """Per currency paid in: the sum of the client's deposits started since
+    ``day`` and since ``month`` (major units), in one query. Every deposit but
+    a failed one counts: money on its way is money the limit is about."""
+    rows = (
+        Deposit.objects.filter(user=user, created_at__gte=min(day, month))
+        .exclude(status=Deposit.FAILED)
+        .values("currency_id", "currency__exponent")
+        .annotate(
+            day=Sum("amount", filter=Q(created_at__gte=day), default=0),
+            month=Sum("amount", filter=Q(created_at__gte=month), default=0),
+        )
+        .order_by()
+    )
+    return [
+        (
+            row["currency_id"],
+            from_minor(row["day"], row["currency__exponent"]),
+            from_minor(row["month"], row["currency__exponent"]),
+        )
+        for row in rows
+    ]

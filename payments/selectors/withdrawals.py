@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
+from django.db.models import Q, Sum
 from django.http import Http404
 
 from backoffice.models import Event
@@ -118,3 +120,27 @@ def withdrawal_payout_failure(withdrawal: Withdrawal) -> PayoutFailure | None:
         permanent=bool(event.payload.get("permanent")),
         at=event.created_at,
     )
+
+
+def withdrawal_totals_since(*, user, day, month) -> list[tuple[str, Decimal, Decimal]]:
+    """Per wallet currency: the sum of the client's withdrawals requested since
+    ``day`` and since ``month`` (major units, as paid out), in one query;
+    rejected and cancelled ones do not count."""
+    rows = (
+        Withdrawal.objects.filter(user=user, created_at__gte=min(day, month))
+        .exclude(status__in=(Withdrawal.REJECTED, Withdrawal.CANCELLED))
+        .values("wallet__currency_id", "wallet__currency__exponent")
+        .annotate(
+            day=Sum("amount", filter=Q(created_at__gte=day), default=0),
+            month=Sum("amount", filter=Q(created_at__gte=month), default=0),
+        )
+        .order_by()
+    )
+    return [
+        (
+            row["wallet__currency_id"],
+            from_minor(row["day"], row["wallet__currency__exponent"]),
+            from_minor(row["month"], row["wallet__currency__exponent"]),
+        )
+        for row in rows
+    ]

@@ -18,7 +18,7 @@ from payments.models import Currency, Withdrawal
 from payments.providers.base import ProviderError
 from payments.selectors import ledger_check
 from tests.accounts.test_admin import signed_in_with_code
-from tests.factories import StaffFactory, TraderFactory
+from tests.factories import StaffFactory, TraderFactory, set_kyc_level
 from tests.payments.test_withdrawals import (
     FlakyPayouts,
     balance,
@@ -182,6 +182,7 @@ def test_a_failed_payout_is_shown_and_retried(http, alice, usd, flaky):
 
 
 def test_a_finance_member_cannot_approve_their_own_withdrawal(finance):
+    set_kyc_level(finance, 3)
     own = services.wallet_open(user=finance, currency="USD")
     fund(own)
     withdrawal = withdraw(finance, own, bank(), "100")  # before their 2FA is on

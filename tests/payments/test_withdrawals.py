@@ -42,7 +42,7 @@ from payments.selectors import withdrawals as selectors
 from payments.services import withdrawals as wd
 from payments.services.withdrawals import WithdrawalError
 from tests.conftest import require_or_skip
-from tests.factories import StaffFactory, TraderFactory, enable_totp, totp_code
+from tests.factories import StaffFactory, TraderFactory, enable_totp, set_kyc_level, totp_code
 
 pytestmark = pytest.mark.django_db
 
@@ -485,6 +485,7 @@ def test_one_approval_below_the_threshold_and_a_manual_payout_waits_for_finance(
 
 def test_the_approver_is_never_the_requester(usd, finance):
     # A member of Finance who is also a client asks to withdraw their own money.
+    set_kyc_level(finance, 3)
     own = services.wallet_open(user=finance, currency="USD")
     fund(own)
     withdrawal = withdraw(finance, own, bank(), "100")
@@ -920,9 +921,10 @@ def test_request_query_count(trader, usd, django_assert_max_num_queries):
     withdraw(trader, usd, bank(), "100")  # the pending system account now exists
     wire = bank()
     usd = LedgerAccount.objects.select_related("currency").get(pk=usd.pk)
-    # Replay lookup, method currencies, balance, 2FA device; then one savepoint
-    # with the pending account, the posting, the row (savepoint) and the event.
-    with django_assert_max_num_queries(14):
+    # Replay lookup, method currencies, balance, 2FA device, the KYC level;
+    # then one savepoint with the pending account, the posting, the row
+    # (savepoint) and the event.
+    with django_assert_max_num_queries(15):
         withdraw(trader, usd, wire, "100")
 
 
