@@ -25,10 +25,14 @@ class AccountAdapter(DefaultAccountAdapter):
     def save_user(self, request, user, form, commit=True):
         user = super().save_user(request, user, form, commit=commit)
         if commit:
+            # The sign-up form of a registration flow hands over what it
+            # gathered (accounts/forms_signup.py); other forms have nothing.
+            gathered = getattr(form, "registration_data", None)
             services.client_register(
                 user=user,
                 ip=client_ip(request),
                 referrer=request.META.get("HTTP_REFERER", "") if request else "",
+                registration=gathered() if callable(gathered) else None,
             )
         return user
 

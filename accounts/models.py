@@ -524,19 +524,29 @@ class FieldDefinition(models.Model):
         help_text="For choices: one per line, as 'value|Label' or just 'Label'.",
     )
     min_value = models.DecimalField(
-        max_digits=20, decimal_places=4, null=True, blank=True,
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
         help_text="Number: the smallest value; text: the shortest length.",
     )
     max_value = models.DecimalField(
-        max_digits=20, decimal_places=4, null=True, blank=True,
+        max_digits=20,
+        decimal_places=4,
+        null=True,
+        blank=True,
         help_text="Number: the largest value; text: the longest length.",
     )
     regex = models.CharField(
-        "pattern", max_length=200, blank=True,
+        "pattern",
+        max_length=200,
+        blank=True,
         help_text="Text: a regular expression the whole answer must match.",
     )
     regex_message = models.CharField(
-        "pattern message", max_length=200, blank=True,
+        "pattern message",
+        max_length=200,
+        blank=True,
         help_text="What to tell the client when the pattern does not match.",
     )
     order = models.PositiveSmallIntegerField(default=100)
@@ -572,7 +582,9 @@ class RegistrationFlow(models.Model):
         default=100, help_text="When several flows apply, the lowest number wins."
     )
     documents = models.ManyToManyField(
-        "LegalDocument", blank=True, related_name="flows",
+        "LegalDocument",
+        blank=True,
+        related_name="flows",
         help_text="Documents the client must accept (their current version).",
     )
     created_at = models.DateTimeField(default=timezone.now)
@@ -616,7 +628,9 @@ class RegistrationField(FieldDefinition):
 
     flow = models.ForeignKey(RegistrationFlow, on_delete=models.CASCADE, related_name="fields")
     profile_field = models.CharField(
-        max_length=30, choices=PROFILE_FIELDS, blank=True,
+        max_length=30,
+        choices=PROFILE_FIELDS,
+        blank=True,
         help_text="A profile field (its own validation applies), or blank for a custom question.",
     )
     step = models.PositiveSmallIntegerField(default=1, help_text="1 is the first page.")
@@ -674,8 +688,12 @@ class LegalDocumentVersion(models.Model):
 class Consent(models.Model):
     """A client accepted a version of a legal document (append-only)."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="consents")
-    version = models.ForeignKey(LegalDocumentVersion, on_delete=models.PROTECT, related_name="consents")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="consents"
+    )
+    version = models.ForeignKey(
+        LegalDocumentVersion, on_delete=models.PROTECT, related_name="consents"
+    )
     accepted_at = models.DateTimeField(default=timezone.now)
     ip = models.GenericIPAddressField(null=True, blank=True)
     flow = models.ForeignKey(

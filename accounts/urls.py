@@ -2,6 +2,7 @@ from django.urls import path
 
 from . import views
 from .views import history as history_views
+from .views import registration as registration_views
 from .views import trading as trading_views
 
 app_name = "room"
@@ -15,6 +16,7 @@ urlpatterns = [
     path("security/backup-codes/", views.backup_codes_regenerate, name="backup_codes"),
     path("security/disable/", views.two_factor_disable, name="two_factor_disable"),
     path("notifications/read/", views.notifications_read, name="notifications_read"),
+    path("consents/", registration_views.consents, name="consents"),
     # Trading accounts (accounts/views/trading.py)
     path("accounts/", trading_views.trading_accounts, name="trading_accounts"),
     path("accounts/open/", trading_views.trading_account_open, name="trading_account_open"),

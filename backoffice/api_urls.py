@@ -11,5 +11,6 @@ urlpatterns = [
     path("auth/token/revoke/", accounts_api.token_delete, name="api-token-revoke"),
     path("", include("payments.api.urls")),
     path("", include("accounts.api.urls")),
+    path("", include("kyc.api.urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]

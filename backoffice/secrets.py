@@ -23,11 +23,19 @@ class SecretError(Exception):
     pass
 
 
+def development_key(purpose: str, secret_key: str) -> str:
+    """A key for ``purpose`` derived from ``SECRET_KEY``, in the format of a
+    Fernet key (32 bytes, URL-safe base64). Only for development, where no
+    key is configured: production settings require real keys, so that
+    rotating ``SECRET_KEY`` never makes stored data unreadable."""
+    derived = hashlib.sha256(f"{purpose}:{secret_key}".encode()).digest()
+    return base64.urlsafe_b64encode(derived).decode()
+
+
 @lru_cache(maxsize=4)
 def _fernet(keys: tuple[str, ...], secret_key: str) -> MultiFernet:
     if not keys:
-        derived = hashlib.sha256(f"field-encryption:{secret_key}".encode()).digest()
-        keys = (base64.urlsafe_b64encode(derived).decode(),)
+        keys = (development_key("field-encryption", secret_key),)
     try:
         return MultiFernet([Fernet(key.encode()) for key in keys])
     except ValueError as exc:

@@ -186,6 +186,8 @@ ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
+# Then the fields of the registration flow that applies (accounts/forms_signup.py).
+ACCOUNT_FORMS = {"signup": "accounts.forms_signup.SignupForm"}
 ACCOUNT_EMAIL_VERIFICATION = "mandatory"
 ACCOUNT_CONFIRM_EMAIL_ON_GET = False
 ACCOUNT_LOGIN_ON_EMAIL_CONFIRMATION = False
@@ -327,6 +329,53 @@ if MARKET_SIMULATOR_INTERVAL > 0:
         "task": "accounts.tasks.market_simulate",
         "schedule": MARKET_SIMULATOR_INTERVAL,
     }
+
+# --- KYC expiry -------------------------------------------------------------------
+# Beat expires approvals past their date (an identity document's expiry, a proof
+# of address older than its maximum age) every this many seconds; clients move
+# back to the level they still satisfy. Approvals lapse at midnight, so an hour's
+# delay at most is what the default allows.
+KYC_EXPIRY_INTERVAL = env.float("KYC_EXPIRY_INTERVAL", default=3600.0)
+if KYC_EXPIRY_INTERVAL <= 0:
+    raise ImproperlyConfigured("KYC_EXPIRY_INTERVAL must be a positive number of seconds")
+CELERY_BEAT_SCHEDULE["kyc-expiry"] = {
+    "task": "kyc.tasks.submissions_expire",
+    "schedule": KYC_EXPIRY_INTERVAL,
+}
+
+# --- KYC documents ----------------------------------------------------------------
+# Identity documents are stored encrypted (AES-256-GCM) in a private storage that
+# no URL serves; kyc.views.documents serves them to those allowed (docs/KYC_DOCUMENTS.md).
+KYC_DOCUMENT_ROOT = Path(
+    env.str("KYC_DOCUMENT_ROOT", default=str(BASE_DIR / "var" / "kyc-documents"))
+).resolve()
+for _public in (MEDIA_ROOT, STATIC_ROOT, *STATICFILES_DIRS):
+    _public = Path(_public).resolve()
+    if _public == KYC_DOCUMENT_ROOT or _public in KYC_DOCUMENT_ROOT.parents:
+        raise ImproperlyConfigured(
+            f"KYC_DOCUMENT_ROOT ({KYC_DOCUMENT_ROOT}) must not be inside a public "
+            f"folder ({_public})"
+        )
+# Another backend (an S3 bucket without public access) may replace this one.
+STORAGES["kyc_documents"] = {"BACKEND": "kyc.documents.PrivateDocumentStorage"}
+# 32-byte keys, URL-safe base64 (the format of a Fernet key); the first encrypts,
+# all decrypt (rotation). Development derives one from SECRET_KEY.
+_KYC_KEYS = _secret("KYC_DOCUMENT_KEYS", default="") or ""
+KYC_DOCUMENT_KEYS = [key.strip() for key in _KYC_KEYS.split(",") if key.strip()]
+if PRODUCTION and not KYC_DOCUMENT_KEYS:
+    raise ImproperlyConfigured("KYC_DOCUMENT_KEYS must be set in production")
+# Uploads: the largest file in bytes, the most pixels an image may have (a
+# decompression bomb declares far more), the most pages a PDF may have.
+KYC_DOCUMENT_MAX_BYTES = env.int("KYC_DOCUMENT_MAX_BYTES", default=10 * 1024 * 1024)
+KYC_DOCUMENT_MAX_PIXELS = env.int("KYC_DOCUMENT_MAX_PIXELS", default=40_000_000)
+KYC_DOCUMENT_MAX_PDF_PAGES = env.int("KYC_DOCUMENT_MAX_PDF_PAGES", default=30)
+for _name in ("KYC_DOCUMENT_MAX_BYTES", "KYC_DOCUMENT_MAX_PIXELS", "KYC_DOCUMENT_MAX_PDF_PAGES"):
+    if globals()[_name] <= 0:
+        raise ImproperlyConfigured(f"{_name} must be a positive number")
+# The review queue shows items waiting longer than this (hours) as overdue.
+KYC_REVIEW_SLA_HOURS = env.int("KYC_REVIEW_SLA_HOURS", default=24)
+if KYC_REVIEW_SLA_HOURS <= 0:
+    raise ImproperlyConfigured("KYC_REVIEW_SLA_HOURS must be a positive number of hours")
 
 # django-import-export: exporting needs the model's own "export" permission
 # (a list of every deposit or ledger line is more than viewing one).

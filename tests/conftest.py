@@ -78,6 +78,15 @@ def _fast_and_clean(settings):
     brand_forget()
 
 
+@pytest.fixture(autouse=True)
+def kyc_document_root(settings, tmp_path_factory) -> Path:
+    """KYC documents a test stores go to a fresh private folder of its own
+    (never var/); a test that counts stored files asks for this fixture."""
+    root = tmp_path_factory.mktemp("kyc-documents")
+    settings.KYC_DOCUMENT_ROOT = root
+    return root
+
+
 @pytest.fixture
 def password() -> str:
     return TEST_PASSWORD

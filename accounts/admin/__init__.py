@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from auditlog.models import LogEntry
 from auditlog.registry import auditlog
 from django.contrib import admin
@@ -53,6 +55,13 @@ class ClientProfileInline(admin.StackedInline):
         return ["manager"]
 
 
+# Read-only panels other apps show on the client's page (the KYC app's, for
+# one): (title, display function of the client returning HTML), appended from
+# their own admin module, since accounts may not import them (apps depend one
+# way, ARCHITECTURE.md). No form, so saving the page is unchanged.
+CLIENT_PAGE_PANELS: list[tuple[str, Callable[[Client], str]]] = []
+
+
 def _two_factor_annotation():
     return Exists(TOTPDevice.objects.filter(user=OuterRef("pk"), confirmed=True))
 
@@ -83,10 +92,26 @@ class ClientAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["email", ("first_name", "last_name"), "is_active"]}),
         ("Dates", {"fields": [("date_joined", "last_login")]}),
+        ("Sign-up: flow, answers and consents", {"fields": ["sign_up"]}),
         ("Audit history (staff changes)", {"fields": ["audit_history"]}),
         ("Activity timeline", {"fields": ["activity_timeline"]}),
     ]
-    readonly_fields = ["email", "date_joined", "last_login", "audit_history", "activity_timeline"]
+    readonly_fields = [
+        "email",
+        "date_joined",
+        "last_login",
+        "sign_up",
+        "audit_history",
+        "activity_timeline",
+    ]
+
+    def get_fieldsets(self, request, obj=None):
+        panels = [(title, {"fields": [panel]}) for title, panel in CLIENT_PAGE_PANELS]
+        return [*super().get_fieldsets(request, obj), *panels]
+
+    def get_readonly_fields(self, request, obj=None):
+        panels = [panel for _title, panel in CLIENT_PAGE_PANELS]
+        return [*super().get_readonly_fields(request, obj), *panels]
 
     def get_queryset(self, request):
         return (
@@ -118,6 +143,12 @@ class ClientAdmin(admin.ModelAdmin):
     @admin.display(description="2FA", boolean=True, ordering="has_2fa")
     def two_factor(self, obj: Client) -> bool:
         return getattr(obj, "has_2fa", False)
+
+    @admin.display(description="sign-up")
+    def sign_up(self, obj: Client) -> str:
+        if obj.pk is None:
+            return "-"
+        return registration.client_registration_html(obj)
 
     @admin.display(description="changes by staff")
     def audit_history(self, obj: Client) -> str:
@@ -281,5 +312,8 @@ class RoleAdmin(admin.ModelAdmin):
         return super().formfield_for_manytomany(db_field, request, **kwargs)
 
 
-from . import trading  # noqa: E402, F401 - registers the trading admin
+from . import (  # noqa: E402 - registering the admins of these areas
+    registration,  # the registration constructor; also the client page's sign-up panel
+    trading,  # noqa: F401
+)
 from .deals import DealAdmin  # noqa: E402, F401 - registers the deals admin

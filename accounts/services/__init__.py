@@ -19,6 +19,7 @@ from backoffice.events import publish
 
 from ..exceptions import ApiAuthError, TwoFactorError
 from ..models import ClientProfile, User, new_security_stamp
+from .registration import RegistrationData, registration_record
 
 PROFILE_USER_FIELDS = ("first_name", "last_name")
 PROFILE_FIELDS = (
@@ -37,10 +38,34 @@ BACKUP_DEVICE_NAME = "Backup codes"
 
 
 @transaction.atomic
-def client_register(*, user: User, ip: str = "", referrer: str = "") -> ClientProfile:
-    """Give a newly signed-up user a client profile and announce the sign-up."""
+def client_register(
+    *,
+    user: User,
+    ip: str = "",
+    referrer: str = "",
+    registration: RegistrationData | None = None,
+) -> ClientProfile:
+    """Give a newly signed-up user a client profile and announce the sign-up.
+
+    With ``registration`` (what the sign-up form of a registration flow
+    gathered), also record the profile fields, answers, flow, campaign and
+    consents (:func:`registration_record`, which may refuse with
+    ``RegistrationError``). The event names the flow and campaign, never the
+    answers: no personal data in events.
+    """
     profile, _ = ClientProfile.objects.get_or_create(user=user)
-    publish("client.registered", user, {"ip": ip, "referrer": referrer[:200]})
+    if registration is not None:
+        profile = registration_record(user=user, profile=profile, registration=registration, ip=ip)
+    publish(
+        "client.registered",
+        user,
+        {
+            "ip": ip,
+            "referrer": referrer[:200],
+            "flow_id": registration.flow_id if registration else None,
+            "campaign": registration.campaign if registration else "",
+        },
+    )
     return profile
 
 

@@ -28,6 +28,7 @@ from .. import selectors, services
 from ..adapter import client_ip
 from ..exceptions import TwoFactorError
 from ..forms import CodeForm, ProfileForm, TotpCodeForm
+from ..registration import consents_pending
 from ..stages import TwoFactorStage
 
 MAX_CODE_ATTEMPTS_PER_SIGN_IN = 5
@@ -72,6 +73,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     context = {
         "dashboard": data,
         "notifications": SimpleLazyObject(lambda: data.notifications),
+        # New versions of legal documents to accept (a banner; one query).
+        "consents_pending": SimpleLazyObject(lambda: list(consents_pending(user=user))),
         "room_version": room_version(user.pk),
         "nav_active": "dashboard",
     }

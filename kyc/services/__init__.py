@@ -241,7 +241,7 @@ def submission_document_create(
     """A client uploads a document for ``requirement``: ``files`` is a list of
     (side, uploaded file). Every file is checked by content before anything
     is stored; a refused file stores nothing."""
-    from ..documents import check_upload, documents_store
+    from ..documents import check_upload, documents_discard, documents_store
 
     _requirement_check(user, requirement, Requirement.DOCUMENT)
     _document_details_check(requirement, details)
@@ -261,20 +261,26 @@ def submission_document_create(
         except KycError as exc:
             exc.side = side  # which file was refused, for the form that shows it
             raise
-    with transaction.atomic():
-        kyc = _lock(user)
-        current = _open_submission(kyc, requirement)
-        _supersede(current)
-        submission = Submission.objects.create(
-            user=user,
-            requirement=requirement,
-            document_kind=details.document_kind,
-            document_number=details.document_number.strip()[:50],
-            issued_on=details.issued_on,
-            expires_on=details.expires_on,
-        )
-        documents_store(submission, user, checked)
-        _submitted(submission)
+    stored = []
+    try:
+        with transaction.atomic():
+            kyc = _lock(user)
+            current = _open_submission(kyc, requirement)
+            _supersede(current)
+            submission = Submission.objects.create(
+                user=user,
+                requirement=requirement,
+                document_kind=details.document_kind,
+                document_number=details.document_number.strip()[:50],
+                issued_on=details.issued_on,
+                expires_on=details.expires_on,
+            )
+            stored = documents_store(submission, user, checked)
+            _submitted(submission)
+    except BaseException:
+        # The rows were rolled back: their files must go too.
+        documents_discard(stored)
+        raise
     return submission
 
 

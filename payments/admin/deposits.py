@@ -361,19 +361,24 @@ class DepositAdmin(ExportMixin, admin.ModelAdmin):
 # --- Providers ------------------------------------------------------------------------
 
 
-def _secret_names() -> dict[str, list[str]]:
-    """Each secret name, with the implementations that read it."""
+def _secret_names(registry=PSPS) -> dict[str, list[str]]:
+    """Each secret name, with the implementations (of ``registry``) that read it."""
     names: dict[str, list[str]] = {}
-    for kind, _label in PSPS.choices():
-        for name in PSPS.get(kind).secret_names:
+    for kind, _label in registry.choices():
+        for name in registry.get(kind).secret_names:
             names.setdefault(name, []).append(kind)
     return names
 
 
 class PaymentProviderForm(forms.ModelForm):
     """The provider's configuration, plus a write-only field for each secret
-    (blank keeps what is stored) and boxes to remove stored ones."""
+    (blank keeps what is stored) and boxes to remove stored ones.
 
+    Other kinds of provider (KYC) reuse it: a subclass names its model and
+    its ``registry`` of implementations (each with ``label``,
+    ``secret_names`` and ``required_settings``)."""
+
+    registry = PSPS
     kind = forms.ChoiceField(label="Implementation")
     clear_secrets = forms.MultipleChoiceField(
         label="Remove secrets",
@@ -388,12 +393,13 @@ class PaymentProviderForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        registry = self.registry
         self.fields["kind"].choices = [
-            (kind, f"{PSPS.get(kind).label or kind} ({kind})") for kind, _ in PSPS.choices()
+            (kind, f"{registry.get(kind).label or kind} ({kind})") for kind, _ in registry.choices()
         ]
         stored = decrypt(self.instance.secrets) if self.instance.pk else {}
         self.secret_fields = []
-        for name, kinds in _secret_names().items():
+        for name, kinds in _secret_names(registry).items():
             field_name = f"secret_{name}"
             state = "set; leave blank to keep it" if name in stored else "not set"
             self.fields[field_name] = forms.CharField(
@@ -427,10 +433,10 @@ class PaymentProviderForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("kind")
-        if kind in PSPS:
+        if kind in self.registry:
             missing = [
                 key
-                for key in PSPS.get(kind).required_settings
+                for key in self.registry.get(kind).required_settings
                 if not str((cleaned.get("settings") or {}).get(key) or "").strip()
             ]
             if missing:

@@ -104,12 +104,16 @@ def _quote(request: HttpRequest, form: DepositForm) -> DepositQuote | None:
         return None
 
 
-def _render(request, choices: _Choices, form: DepositForm | None, quote=None, status=200):
+def _render(
+    request, choices: _Choices, form: DepositForm | None, quote=None, status=200, refusal=None
+):
     context = {
         "choices": choices,
         "form": form,
         "quote": quote,
         "method": form.selected_method() if form is not None else None,
+        # A policy's refusal (a KYC limit): the page links to what unlocks it.
+        "refusal": refusal if refusal is not None and refusal.unlock_url else None,
         "nav_active": "deposit",
     }
     partial = bool(request.htmx) and not request.htmx.history_restore_request
@@ -148,7 +152,7 @@ def deposit_new(request: HttpRequest) -> HttpResponse:
             )
     except DepositError as exc:
         form.add_error(None, str(exc))
-        return _render(request, choices, form, status=400)
+        return _render(request, choices, form, status=400, refusal=exc)
     detail = reverse("payments:deposit_detail", args=[deposit.reference])
     try:
         start = deposit_start(deposit=deposit, return_url=request.build_absolute_uri(detail))

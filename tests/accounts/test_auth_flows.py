@@ -8,7 +8,7 @@ from django.core import mail
 
 from accounts.models import ClientProfile, User
 from backoffice.models import Event
-from tests.factories import TEST_PASSWORD, TraderFactory
+from tests.factories import TEST_PASSWORD, TraderFactory, signup_data
 
 pytestmark = pytest.mark.django_db
 
@@ -18,10 +18,8 @@ def _link(message) -> str:
 
 
 def _signup(client, email="new.trader@example.com", password=TEST_PASSWORD):
-    return client.post(
-        "/accounts/signup/",
-        {"email": email, "password1": password, "password2": password},
-    )
+    # The default registration flow's fields and consents, too.
+    return client.post("/accounts/signup/", signup_data(email=email, password=password))
 
 
 def test_signup_creates_client_and_asks_to_confirm(client, django_capture_on_commit_callbacks):

@@ -13,7 +13,7 @@ def _manage(*args: str, **env: str) -> subprocess.CompletedProcess:
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"SECRET_KEY", "ENVIRONMENT", "FIELD_ENCRYPTION_KEYS"}
+        if k not in {"SECRET_KEY", "ENVIRONMENT", "FIELD_ENCRYPTION_KEYS", "KYC_DOCUMENT_KEYS"}
     }
     return subprocess.run(
         [sys.executable, "manage.py", *args],
@@ -41,6 +41,7 @@ def test_production_settings_pass_the_deploy_checks():
         SECRET_KEY="x" * 20 + "a-long-and-random-production-secret-key-0123456789",
         ALLOWED_HOSTS="bo.example.com",
         FIELD_ENCRYPTION_KEYS=FERNET_KEY,
+        KYC_DOCUMENT_KEYS=FERNET_KEY,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -56,6 +57,24 @@ def test_production_refuses_to_start_without_field_encryption_keys():
     assert "FIELD_ENCRYPTION_KEYS must be set in production" in result.stderr
 
 
+def test_production_refuses_to_start_without_kyc_document_keys():
+    result = _manage(
+        "check",
+        ENVIRONMENT="production",
+        SECRET_KEY="x" * 20 + "a-long-and-random-production-secret-key-0123456789",
+        ALLOWED_HOSTS="bo.example.com",
+        FIELD_ENCRYPTION_KEYS=FERNET_KEY,
+    )
+    assert result.returncode != 0
+    assert "KYC_DOCUMENT_KEYS must be set in production" in result.stderr
+
+
+def test_kyc_documents_cannot_be_stored_in_a_public_folder():
+    result = _manage("check", KYC_DOCUMENT_ROOT=str(ROOT / "media" / "kyc"))
+    assert result.returncode != 0
+    assert "must not be inside a public folder" in result.stderr
+
+
 def test_secret_key_can_come_from_a_file(tmp_path):
     secret = tmp_path / "key"
     secret.write_text("k" * 10 + "file-based-secret-key-with-enough-entropy-0123456789\n")
@@ -67,6 +86,7 @@ def test_secret_key_can_come_from_a_file(tmp_path):
         SECRET_KEY_FILE=str(secret),
         ALLOWED_HOSTS="bo.example.com",
         FIELD_ENCRYPTION_KEYS=FERNET_KEY,
+        KYC_DOCUMENT_KEYS=FERNET_KEY,
     )
     assert result.returncode == 0, result.stderr
     assert "file-based-secret-key" in result.stdout

@@ -44,6 +44,19 @@ def test_signup_confirm_turn_on_2fa_and_sign_in_with_codes(live_server, browser)
     page.get_by_label("Email").fill(EMAIL)
     page.get_by_role("textbox", name="Password", exact=True).fill(TEST_PASSWORD)
     page.get_by_role("textbox", name="Password (again)").fill(TEST_PASSWORD)
+    # The default registration flow: the country, then names, birth date,
+    # phone and the three documents to accept on the second step.
+    with page.expect_response(re.compile(r"/accounts/signup/\?.*country=GB")):
+        page.get_by_label("Country of residence").select_option("GB")
+    page.wait_for_function("!document.querySelector('#signup-body.htmx-request')")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("First name").fill("Ada")
+    page.get_by_label("Last name").fill("Lovelace")
+    page.get_by_label("Date of birth").fill("1990-12-10")
+    page.get_by_label("Phone").fill("+44 20 7946 0958")
+    for document in ("Client agreement", "Privacy policy", "Risk disclosure"):
+        page.get_by_role("checkbox", name=re.compile(document)).check()
+    shot(page, "signup-step2-1280")
     page.get_by_role("button", name="Sign up").click()
     page.wait_for_url(re.compile(r"/accounts/confirm-email/$"))
     expect(page.get_by_role("heading", level=1)).to_have_text(re.compile("verify", re.I))

@@ -1,0 +1,1 @@
+"""The KYC app's REST endpoints, included at /api/v1/ by ``backoffice.api_urls``."""
