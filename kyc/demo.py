@@ -1,7 +1,9 @@
-"""Demo verification for the embedded default: Alice verified (level 2),
-Bruno at level 1 with a proof of address waiting in the review queue, Chen
-unverified with an identity document waiting. Everything goes through the
-services, with specimen images drawn here (no real document anywhere)."""
+"""Demo verification for the embedded default: Alice verified (level 2) with
+her source of funds waiting in the review queue for level 3, Bruno and Chen
+enhanced (level 3; their source of funds approved by two reviewers, as the
+level asks). The payments demo moves their money within these levels' limits.
+Everything goes through the services, with specimen images drawn here (no
+real document anywhere)."""
 
 from __future__ import annotations
 
@@ -84,7 +86,11 @@ def _pass_test(user: User) -> None:
 
 
 def _approve(reviewer: User, submission: Submission | None) -> None:
-    if submission is not None and submission.status == Submission.PENDING:
+    if (
+        submission is not None
+        and submission.status == Submission.PENDING
+        and submission.first_approved_by_id != reviewer.pk
+    ):
         services.submission_approve(actor=reviewer, submission=submission, note="Demo data.")
 
 
@@ -95,21 +101,21 @@ def seed() -> list[str]:
     reviewer = users.get("compliance")
     if reviewer is None or not Requirement.objects.exists():
         return []
+    second = users.get("administrator")
     alice, bruno, chen = users.get("alice"), users.get("bruno"), users.get("chen")
-    if alice is not None:
-        services.kyc_ensure(alice)
-        _approve(reviewer, _submit_document(alice, 1, "passport", [PAGE]))
-        _pass_test(alice)
-        _approve(reviewer, _submit_document(alice, 2, "proof_of_address", [PAGE]))
-        _approve(reviewer, _submit_document(alice, 2, "selfie", [PAGE]))
-    if bruno is not None:
-        services.kyc_ensure(bruno)
-        _approve(reviewer, _submit_document(bruno, 1, "national_id", [FRONT, BACK]))
-        _pass_test(bruno)
-        _submit_document(bruno, 2, "proof_of_address", [PAGE])
-    if chen is not None:
-        services.kyc_ensure(chen)
-        _submit_document(chen, 1, "passport", [PAGE])
+    for user, document in ((alice, "passport"), (bruno, "national_id"), (chen, "passport")):
+        if user is None:
+            continue
+        services.kyc_ensure(user)
+        sides = [FRONT, BACK] if document == "national_id" else [PAGE]
+        _approve(reviewer, _submit_document(user, 1, document, sides))
+        _pass_test(user)
+        _approve(reviewer, _submit_document(user, 2, "proof_of_address", [PAGE]))
+        _approve(reviewer, _submit_document(user, 2, "selfie", [PAGE]))
+        funds = _submit_document(user, 3, "source_of_funds", [PAGE])
+        if user is not alice and second is not None:
+            _approve(reviewer, funds)  # the first of the two approvals level 3 needs
+            _approve(second, funds)
     levels = {
         name: selectors.kyc_level_for_user(user).number
         for name, user in (("Alice", alice), ("Bruno", bruno), ("Chen", chen))

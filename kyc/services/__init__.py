@@ -195,6 +195,11 @@ def _requirement_check(user, requirement: Requirement, kind: str) -> None:
         raise KycError("This item is not asked that way.")
     if not requirement.is_active or not requirement.level.is_active:
         raise KycError("This item is not asked any more.")
+    if selectors.country_blocked(selectors.client_country(user)):
+        raise KycError(
+            "We cannot verify residents of your country of residence. "
+            "If you live elsewhere, correct your profile first."
+        )
     selectors.requirement_get_for_user(user=user, requirement_id=requirement.pk)
 
 

@@ -24,6 +24,7 @@ from accounts.models import (
 )
 from accounts.platforms import gateway_for, simulator
 from accounts.platforms.simulator import MARKET, ROUND_WINDOW, market_simulate_round, simulate
+from kyc import demo as kyc_demo
 from tests.conftest import require_or_skip
 from tests.factories import TraderFactory, open_trading_account
 
@@ -399,6 +400,7 @@ def _has_deal_sync() -> bool:
 
 def test_seeding_the_trading_demo_twice_adds_nothing(settings):
     demo.seed_demo()
+    kyc_demo.seed()
     lines = demo.seed_trading()
 
     accounts = TradingAccount.objects.filter(user__email__endswith="@demo.test")
@@ -428,6 +430,7 @@ def test_seeding_the_trading_demo_twice_adds_nothing(settings):
 
 def test_a_live_account_funded_later_gets_its_history_once():
     demo.seed_demo()
+    kyc_demo.seed()
     demo.seed_trading()
     live = TradingAccount.objects.get(user__email="alice@demo.test", is_demo=False)
     # What the payments seeder's transfer does on the platform side.

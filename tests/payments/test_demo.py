@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts.demo import seed_demo
 from accounts.models import User
 from backoffice.models import Event
+from kyc import demo as kyc_demo
 from payments import demo, services
 from payments.models import (
     Conversion,
@@ -46,6 +47,7 @@ DEMO_CURRENCIES = ("USD", "EUR", "GBP", "JPY", "CHF", "BTC", "ETH", "USDT")
 
 def seed() -> str:
     seed_demo()
+    kyc_demo.seed()  # the levels the demo money moves within
     return "\n".join(demo.seed())
 
 
@@ -230,6 +232,7 @@ def test_what_finance_did_with_the_demo_is_left_alone():
 
 def test_a_method_switched_off_skips_its_cases_and_the_rest_is_seeded():
     seed_demo()
+    kyc_demo.seed()
     PaymentMethod.objects.filter(name=demo.CARD).update(enabled=False)
 
     lines = "\n".join(demo.seed())

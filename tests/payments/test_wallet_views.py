@@ -535,9 +535,11 @@ def test_money_is_formatted_exactly_in_the_currency_precision(code, minor, signe
 
 def test_demo_seed_gives_traders_history_and_runs_once(django_assert_max_num_queries):
     from accounts.demo import seed_demo
+    from kyc import demo as kyc_demo
     from payments import demo
 
     seed_demo()
+    kyc_demo.seed()
     lines = "\n".join(demo.seed())
     assert "transactions added" in lines
     alice_wallets = LedgerAccount.objects.filter(owner__email="alice@demo.test")
