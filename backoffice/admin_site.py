@@ -15,6 +15,31 @@ class BackofficeAdminSite(admin.AdminSite):
     site_title = "Back office"
     index_title = "Administration"
     enable_nav_sidebar = True
+    # Pages that are not a model's list but belong in an app's menu (the KYC
+    # review queue): app label -> [(label, url name, permission)].
+    extra_links: dict[str, list[tuple[str, str, str]]] = {}
+
+    def add_link(self, app_label: str, label: str, url_name: str, permission: str) -> None:
+        links = [link for link in self.extra_links.get(app_label, []) if link[1] != url_name]
+        self.extra_links[app_label] = [*links, (label, url_name, permission)]
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None):
+        apps = super().get_app_list(request, app_label)
+        for app in apps:
+            links = [
+                {
+                    "name": label,
+                    "object_name": url_name,
+                    "admin_url": reverse(url_name),
+                    "add_url": None,
+                    "view_only": True,
+                    "perms": {"view": True},
+                }
+                for label, url_name, permission in self.extra_links.get(app["app_label"], [])
+                if request.user.has_perm(permission)
+            ]
+            app["models"] = links + app["models"]
+        return apps
 
     def has_permission(self, request: HttpRequest) -> bool:
         user = request.user

@@ -571,3 +571,12 @@ def test_the_review_page_query_count_does_not_grow_with_documents_or_history(
     with django_assert_num_queries(REVIEW_QUERIES):
         html = http.get(review_url(item)).content.decode()
     assert html.count("resubmission requested") >= 3 and html.count("<img ") == 2
+
+
+def test_the_queue_is_first_in_the_kyc_menu_for_those_who_may_see_it(http, db):
+    from accounts.roles import FINANCE
+
+    page = http.get("/admin/").content.decode()
+    assert 'href="/admin/kyc/submission/queue/"' in page and "Review queue" in page
+    finance = signed_in_with_code(StaffFactory(roles=[FINANCE], email="fin@example.com"))
+    assert "Review queue" not in finance.get("/admin/").content.decode()
