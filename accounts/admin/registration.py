@@ -28,6 +28,7 @@ import re
 from auditlog.registry import auditlog
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.widgets import FilteredSelectMultiple
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Count
@@ -88,13 +89,15 @@ class RegistrationFieldForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
+        # Short help: a flow has many of these forms on one page.
         self.fields["name"].required = False
-        self.fields["name"].help_text = (
-            "Custom questions: the key of the answer (lower-case letters, digits, "
-            "underscores). Profile fields: left blank, it is the field's name."
-        )
+        self.fields["name"].help_text = "Custom question: its answer's key (a_z_0_9)."
         self.fields["label"].required = False
-        self.fields["label"].help_text = "Blank for a profile field: its usual label."
+        self.fields["label"].help_text = "Blank: the profile field's usual label."
+        self.fields["profile_field"].help_text = "Blank: a custom question."
+        self.fields["step"].help_text = ""
+        self.fields["order"].help_text = ""
+        self.fields["required"].help_text = ""
 
     def clean(self):
         cleaned = super().clean()
@@ -159,10 +162,18 @@ class RegistrationFieldInline(admin.StackedInline):
     extra = 0
     ordering = ["step", "order", "id"]
     fieldsets = [
-        (None, {"fields": [("step", "order"), ("profile_field", "name"), "label"]}),
-        (None, {"fields": [("kind", "required"), "help_text"]}),
         (
-            "Custom questions only",
+            None,
+            {
+                "fields": [
+                    ("step", "order", "profile_field", "name"),
+                    ("label", "kind", "required"),
+                    "help_text",
+                ]
+            },
+        ),
+        (
+            "Custom questions only: choices, bounds, pattern",
             {
                 "classes": ["collapse"],
                 "fields": ["choices", ("min_value", "max_value"), ("regex", "regex_message")],
@@ -184,6 +195,7 @@ class RegistrationFlowForm(forms.ModelForm):
             "documents",
         ]
         widgets = {
+            "countries": FilteredSelectMultiple("countries", is_stacked=False),
             "documents": forms.CheckboxSelectMultiple,
             "campaigns": forms.Textarea(attrs={"rows": 3, "cols": 40}),
         }

@@ -89,11 +89,15 @@ def registration_record(
     if not decision:
         raise RegistrationError(decision.reason, field="country")
     version_ids = _consents_check(registration)
-    names = {f: registration.profile[f] for f in PROFILE_USER_FIELDS if f in registration.profile}
-    if names:
-        for name, value in names.items():
-            setattr(user, name, value)
-        user.save(update_fields=list(names))
+    names = [
+        f
+        for f in PROFILE_USER_FIELDS
+        if registration.profile.get(f) and getattr(user, f) != registration.profile[f]
+    ]
+    if names:  # allauth usually set them already, from the same form
+        for name in names:
+            setattr(user, name, registration.profile[name])
+        user.save(update_fields=names)
     for name in PROFILE_FIELDS:
         value = registration.profile.get(name)
         if value not in (None, ""):  # an optional field left blank keeps the default

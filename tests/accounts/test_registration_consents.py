@@ -106,7 +106,7 @@ def test_the_dashboard_shows_a_banner_and_the_client_accepts(
     client.force_login(accepted)
     page = client.get("/room/").content.decode()
     assert "Updated terms" in page
-    assert "the Risk disclosure has a new version" in page
+    assert "The Risk disclosure has a new version" in page
     assert 'href="/room/consents/"' in page
 
     page = client.get("/room/consents/").content.decode()

@@ -572,6 +572,14 @@ def test_compliance_previews_any_flow(client):
     assert http.get(URL, {"flow": "abc"}).status_code == 404
 
 
+def test_staff_without_a_verified_second_factor_cannot_preview(client):
+    from accounts.roles import COMPLIANCE
+
+    de = german_flow()
+    client.force_login(StaffFactory(roles=[COMPLIANCE]))  # password only
+    assert client.get(URL, {"flow": de.pk}).status_code == 404
+
+
 def test_staff_without_the_permission_cannot_preview():
     from accounts.roles import FINANCE
 
