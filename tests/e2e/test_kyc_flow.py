@@ -18,7 +18,6 @@ from playwright.sync_api import expect
 
 from accounts.roles import COMPLIANCE
 from kyc.models import ClientKyc, Requirement, Submission
-from tests.e2e import conftest as e2e
 from tests.e2e.conftest import (
     DESKTOP,
     PHONE,
@@ -32,12 +31,6 @@ from tests.factories import StaffFactory, TraderFactory, enable_totp, totp_code
 from tests.kyc import hostile_files
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """The browser tests' chromium (tests/e2e/conftest.py), in this folder."""
-    yield from e2e.browser.__wrapped__()
 
 
 @pytest.fixture
@@ -105,7 +98,16 @@ def test_a_trader_verifies_from_a_phone_and_compliance_approves(
     admin.wait_for_url(re.compile(r"/accounts/2fa/$"))
     enter_code(admin, totp_code(device))
     admin.wait_for_url(re.compile(rf"^{re.escape(base)}/(room/|admin/)?$"))
-    admin.goto(f"{base}/admin/kyc/submission/{card.pk}/change/")
+    # From the admin's menu to the queue, the oldest item first: the card.
+    admin.goto(f"{base}/admin/")
+    admin.get_by_role("link", name="Review queue").first.click()
+    admin.wait_for_url(re.compile(r"/admin/kyc/submission/queue/$"))
+    rows = admin.locator("#review-queue tbody tr")
+    expect(rows).to_have_count(1)  # the passed test was approved at once
+    expect(rows.first).to_contain_text("Identity document")
+    shot(admin, "kyc-admin-queue-1280")
+    rows.first.get_by_role("link", name="Ada").click()
+    admin.wait_for_url(re.compile(rf"/admin/kyc/submission/{card.pk}/change/"))
     expect(admin.locator("body")).to_contain_text("Identity document")
     shot(admin, "kyc-admin-review-1280")
     admin.locator("#approve").click()
