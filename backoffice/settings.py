@@ -335,6 +335,11 @@ if MARKET_SIMULATOR_INTERVAL > 0:
 # of address older than its maximum age) every this many seconds; clients move
 # back to the level they still satisfy. Approvals lapse at midnight, so an hour's
 # delay at most is what the default allows.
+# A deposit still open (started, not paid) counts against the KYC limits for
+# this many hours; after that an abandoned checkout no longer holds the limit.
+KYC_OPEN_DEPOSIT_HOURS = env.int("KYC_OPEN_DEPOSIT_HOURS", default=24)
+if KYC_OPEN_DEPOSIT_HOURS <= 0:
+    raise ImproperlyConfigured("KYC_OPEN_DEPOSIT_HOURS must be a positive number of hours")
 KYC_EXPIRY_INTERVAL = env.float("KYC_EXPIRY_INTERVAL", default=3600.0)
 if KYC_EXPIRY_INTERVAL <= 0:
     raise ImproperlyConfigured("KYC_EXPIRY_INTERVAL must be a positive number of seconds")

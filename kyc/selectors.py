@@ -3,8 +3,9 @@ level needs, the status of each requirement, usage of the limits."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Prefetch, Q
@@ -58,8 +59,13 @@ def requirements_for(*, level: Level, rule: CountryRule | None) -> list[Requirem
 # --- a client's state --------------------------------------------------------------
 
 
-def kyc_for_user(user) -> ClientKyc | None:
-    return ClientKyc.objects.select_related("level__limits_currency").filter(user=user).first()
+def kyc_for_user(user, *, with_currency: bool = False) -> ClientKyc | None:
+    """The client's KYC row with its level (the limits currency's code is
+    ``level.limits_currency_id``; ``with_currency`` loads the currency too, for
+    pages that show its symbol); one primary-key lookup, no ordering."""
+    related = "level__limits_currency" if with_currency else "level"
+    rows = ClientKyc.objects.select_related(related).filter(pk=user.pk)[:1]
+    return next(iter(rows), None)
 
 
 def kyc_level_for_user(user) -> Level:
@@ -170,7 +176,7 @@ class VerificationOverview:
 def verification_overview(user) -> VerificationOverview:
     """Everything the verification page shows, in a fixed number of queries."""
     now = timezone.now()
-    kyc = kyc_for_user(user)
+    kyc = kyc_for_user(user, with_currency=True)
     country = client_country(user)
     rule = country_rule_for(country)
     extra = set(rule.extra_requirements.values_list("id", flat=True)) if rule else set()
@@ -268,19 +274,40 @@ def period_starts(now: datetime | None = None) -> tuple[datetime, datetime]:
     return day, day.replace(day=1)
 
 
+# Limits convert amounts at a rate read at most this many seconds ago: the
+# check runs on every deposit and withdrawal, rates themselves change only
+# every few minutes (RATES_REFRESH_INTERVAL), and a limit is not a price. Kept
+# in this process's memory: a round trip to a shared cache would cost as much
+# as the rate's own query.
+LIMIT_RATE_CACHE_SECONDS = 60
+_rate_memo: dict[tuple[str, str], tuple[Decimal, float]] = {}
+
+
+def rate_memo_clear() -> None:
+    _rate_memo.clear()
+
+
 def rate_into(code: str, currency: str, rates: dict[str, Decimal] | None = None) -> Decimal:
-    """The rate from ``code`` to ``currency``, looked up once per ``rates``
-    (a cache the caller keeps for one decision: the amount asked about and
-    the totals are often in the same currency)."""
+    """The rate from ``code`` to ``currency`` for a limit: from ``rates`` (the
+    caller's cache for one decision), else this process's memo of the last
+    minute, else the rates selector. A missing or stale rate raises
+    ``RateUnavailable`` and is not remembered."""
     from payments.selectors.rates import rate_for
 
     if code == currency:
         return Decimal(1)
-    if rates is None:
-        return rate_for(code, currency).rate
-    if code not in rates:
-        rates[code] = rate_for(code, currency).rate
-    return rates[code]
+    if rates is not None and code in rates:
+        return rates[code]
+    now = time.monotonic()
+    memo = _rate_memo.get((code, currency))
+    if memo is not None and memo[1] > now:
+        rate = memo[0]
+    else:
+        rate = rate_for(code, currency).rate
+        _rate_memo[(code, currency)] = (rate, now + LIMIT_RATE_CACHE_SECONDS)
+    if rates is not None:
+        rates[code] = rate
+    return rate
 
 
 def _convert(
@@ -297,12 +324,17 @@ def _convert(
 def deposit_usage(
     user, currency: str, *, now: datetime | None = None, rates: dict[str, Decimal] | None = None
 ) -> Usage:
-    """Deposits started today and this month (all but failed ones: money on
-    its way counts), in ``currency``."""
+    """Deposits made today and this month, in ``currency``: completed ones,
+    and those still open for less than ``KYC_OPEN_DEPOSIT_HOURS`` (an
+    abandoned checkout stops holding the limit after that)."""
+    from django.conf import settings
+
     from payments.selectors.deposits import deposit_totals_since
 
     day, month = period_starts(now)
-    return _convert(deposit_totals_since(user=user, day=day, month=month), currency, rates)
+    open_since = (now or timezone.now()) - timedelta(hours=settings.KYC_OPEN_DEPOSIT_HOURS)
+    totals = deposit_totals_since(user=user, day=day, month=month, open_since=open_since)
+    return _convert(totals, currency, rates)
 
 
 def withdrawal_usage(

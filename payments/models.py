@@ -496,7 +496,16 @@ class Deposit(models.Model):
                 name="deposit_unique_provider_reference",
             ),
         ]
-        indexes = [models.Index(fields=["user", "-id"], name="deposit_user_recent")]
+        indexes = [
+            models.Index(fields=["user", "-id"], name="deposit_user_recent"),
+            # The KYC limits' sums of a client's day and month, read from the
+            # index alone (docs/PERFORMANCE.md, kyc-policy).
+            models.Index(
+                fields=["user", "created_at"],
+                include=["currency", "amount", "status"],
+                name="deposit_user_created",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"deposit {self.reference}"
@@ -590,7 +599,14 @@ class Withdrawal(models.Model):
                 condition=Q(amount__gt=0, fee__gte=0), name="withdrawal_amounts_positive"
             ),
         ]
-        indexes = [models.Index(fields=["user", "-id"], name="withdrawal_user_recent")]
+        indexes = [
+            models.Index(fields=["user", "-id"], name="withdrawal_user_recent"),
+            models.Index(
+                fields=["user", "created_at"],
+                include=["wallet", "amount", "status"],
+                name="withdrawal_user_created",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"withdrawal {self.reference}"

@@ -65,6 +65,7 @@ def _fast_and_clean(settings):
     from django.core.cache import cache
 
     from backoffice.selectors import brand_forget
+    from kyc.selectors import rate_memo_clear
 
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     # Sessions as in production (cached, written through to the database), on
@@ -73,9 +74,11 @@ def _fast_and_clean(settings):
     settings.SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
     cache.clear()
     brand_forget()
+    rate_memo_clear()  # the KYC limits' rates of the last minute
     yield
     cache.clear()
     brand_forget()
+    rate_memo_clear()
 
 
 @pytest.fixture(autouse=True)

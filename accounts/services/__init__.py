@@ -38,6 +38,13 @@ BACKUP_DEVICE_NAME = "Backup codes"
 
 
 @transaction.atomic
+def client_lock(user: User) -> None:
+    """Lock the client's row until the end of the current transaction, so
+    that decisions about the client's recent activity (a limit per day) are
+    taken one at a time."""
+    User.objects.select_for_update().filter(pk=user.pk).values_list("pk", flat=True).first()
+
+
 def client_register(
     *,
     user: User,

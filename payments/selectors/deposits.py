@@ -113,13 +113,22 @@ def deposits_recent_for_user(*, user, limit: int = 10) -> list[Deposit]:
     )
 
 
-def deposit_totals_since(*, user, day, month) -> list[tuple[str, Decimal, Decimal]]:
+def deposit_totals_since(
+    *, user, day, month, open_since=None
+) -> list[tuple[str, Decimal, Decimal]]:
     """Per currency paid in: the sum of the client's deposits started since
-    ``day`` and since ``month`` (major units), in one query. Every deposit but
-    a failed one counts: money on its way is money the limit is about."""
+    ``day`` and since ``month`` (major units), in one query. Completed and
+    flagged deposits count; deposits still open (created, pending) count when
+    started after ``open_since`` (money on its way is money a limit is about,
+    but a checkout abandoned yesterday must not hold the limit for a month);
+    failed ones never."""
+    settled = Q(status__in=(Deposit.COMPLETED, Deposit.FLAGGED))
+    open_ = Q(status__in=(Deposit.CREATED, Deposit.PENDING))
+    if open_since is not None:
+        open_ &= Q(created_at__gte=open_since)
     rows = (
         Deposit.objects.filter(user=user, created_at__gte=min(day, month))
-        .exclude(status=Deposit.FAILED)
+        .filter(settled | open_)
         .values("currency_id", "currency__exponent")
         .annotate(
             day=Sum("amount", filter=Q(created_at__gte=day), default=0),

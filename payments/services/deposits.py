@@ -47,6 +47,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.services import client_lock
 from backoffice import policies
 from backoffice.events import publish
 from backoffice.money import MoneyError, from_minor, to_minor
@@ -220,6 +221,9 @@ def deposit_create(
     if wallet.kind != LedgerAccount.WALLET or wallet.owner_id != user.pk:
         raise DepositError("Choose one of your own wallets.")
     quote = deposit_quote(user=user, method=method, wallet_currency=wallet.currency, amount=amount)
+    # Two deposits at once must not both pass a daily limit: the limits are
+    # asked with the client's row locked, so each sees the other once committed.
+    client_lock(user)
     decision = policies.check(
         user, policies.DEPOSIT, amount=quote.amount_decimal, currency=quote.currency.code
     )

@@ -38,7 +38,7 @@ from django.utils import timezone
 
 from accounts.exceptions import TwoFactorError
 from accounts.selectors import profile_for_user
-from accounts.services import totp_device_confirmed, two_factor_verify
+from accounts.services import client_lock, totp_device_confirmed, two_factor_verify
 from backoffice.events import publish
 from backoffice.money import MoneyError, from_minor, to_minor
 
@@ -276,6 +276,17 @@ def two_factor_required(user) -> bool:
     return totp_device_confirmed(user) is not None
 
 
+def _may_withdraw(user, quote, currency) -> None:
+    """Ask the ``can_withdraw`` policy; a refusal says why and what unlocks it."""
+    decision = can_withdraw(user, quote.amount_major, currency.code)
+    if not decision:
+        raise WithdrawalError(
+            decision.reason or "You cannot withdraw at the moment.",
+            unlock=decision.unlock,
+            unlock_url=decision.unlock_url,
+        )
+
+
 def withdrawal_request(
     *,
     user,
@@ -307,13 +318,7 @@ def withdrawal_request(
     quote = withdrawal_quote(user=user, wallet=wallet, method=method, amount=amount)
     destination = destination_clean(method=method, data=destination)
     currency = wallet.currency
-    decision = can_withdraw(user, quote.amount_major, currency.code)
-    if not decision:
-        raise WithdrawalError(
-            decision.reason or "You cannot withdraw at the moment.",
-            unlock=decision.unlock,
-            unlock_url=decision.unlock_url,
-        )
+    _may_withdraw(user, quote, currency)
     balance = wallet_balance(wallet)
     if balance < quote.total:  # a courtesy; the ledger decides under the wallet's lock
         raise WithdrawalError(_insufficient(quote, balance), field="amount")
@@ -322,6 +327,11 @@ def withdrawal_request(
     reference = _new_reference()
     try:
         with transaction.atomic():
+            # Two requests at once must not both pass a daily limit: with the
+            # client's row locked, the limits are asked again and see any
+            # withdrawal committed meanwhile.
+            client_lock(user)
+            _may_withdraw(user, quote, currency)
             journal = ledger_post(
                 kind="withdrawal_reserve",
                 idempotency_key=key,

@@ -177,8 +177,8 @@ def test_the_limits_show_what_is_used_today_and_this_month(http, fresh):
     old = deposit_create(user=fresh, wallet=wallet, method=card, amount=Decimal("100"))
     today = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     first = today.replace(day=1)
-    # Earlier this month: counts for the month, not the day (on the 1st, both).
-    Deposit.objects.filter(pk=old.pk).update(created_at=first)
+    # Paid earlier this month: counts for the month, not the day (on the 1st, both).
+    Deposit.objects.filter(pk=old.pk).update(created_at=first, status=Deposit.COMPLETED)
     response = http.get(OVERVIEW)
     text, page = text_of(response), response.content.decode()
     if first < today:

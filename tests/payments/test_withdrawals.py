@@ -921,10 +921,11 @@ def test_request_query_count(trader, usd, django_assert_max_num_queries):
     withdraw(trader, usd, bank(), "100")  # the pending system account now exists
     wire = bank()
     usd = LedgerAccount.objects.select_related("currency").get(pk=usd.pk)
-    # Replay lookup, method currencies, balance, 2FA device, the KYC level;
-    # then one savepoint with the pending account, the posting, the row
+    # Replay lookup, method currencies, the KYC level, balance, 2FA device;
+    # then one savepoint with the client's row locked, the KYC level asked
+    # again under the lock, the pending account, the posting, the row
     # (savepoint) and the event.
-    with django_assert_max_num_queries(15):
+    with django_assert_max_num_queries(19):
         withdraw(trader, usd, wire, "100")
 
 

@@ -5,17 +5,17 @@ first (the applicant's row is locked while an event is applied)."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from backoffice.models import Event
 from kyc.models import ClientKyc, ProviderApplicant, ProviderEvent, Submission
 from kyc.services.providers import provider_webhook_receive
 from tests.conftest import require_or_skip
+from tests.payments.test_withdrawals import run_in_threads
 
 from .sumsub_server import signed, webhook
 
@@ -28,28 +28,6 @@ ROUNDS = 4
 @pytest.fixture(autouse=True)
 def _postgresql():
     require_or_skip(connection.vendor == "postgresql", "row locks need PostgreSQL")
-
-
-def run_in_threads(*work: Callable[[], object]) -> list[object]:
-    start = threading.Barrier(len(work))
-    results: list[object] = [None] * len(work)
-
-    def body(index: int) -> None:
-        try:
-            start.wait()
-            results[index] = work[index]()
-        except BaseException as exc:  # noqa: BLE001 - reported to the test
-            results[index] = exc
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(len(work))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not any(thread.is_alive() for thread in threads), "a thread hangs (lock wait?)"
-    return results
 
 
 def deliver(sumsub, payload: dict) -> Callable[[], object]:
