@@ -34,6 +34,15 @@ def test_seed_demo_is_idempotent(capsys):
     assert ClientProfile.objects.filter(manager=sales).count() == 2
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_story_notifies_in_the_room_but_sends_no_mail(mailoutbox):
+    from backoffice.models import Notification
+
+    call_command("seed_demo")  # commits: notifications are made after commit
+    assert Notification.objects.filter(kind="kyc.level_changed").exists()
+    assert mailoutbox == []
+
+
 def test_demo_staff_sign_in_with_the_printed_code(client, capsys, settings):
     settings.DEMO_PASSWORD = TEST_PASSWORD
     seed_demo()
