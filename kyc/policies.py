@@ -51,7 +51,9 @@ def _refuse(reason: str, current: Level, needed: Level | None) -> Decision:
 
 
 def _blocked_country(kyc: ClientKyc | None, user) -> bool:
-    country = kyc.country if kyc is not None and kyc.country else selectors.client_country(user)
+    country = (
+        kyc.country if kyc is not None and kyc.country else selectors.client_country(user=user)
+    )
     return selectors.country_blocked(country)
 
 

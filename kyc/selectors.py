@@ -11,7 +11,7 @@ from decimal import Decimal
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 
-from accounts.models import ClientProfile
+from accounts.selectors import client_country
 
 from .models import ClientKyc, CountryRule, Level, Requirement, Submission
 
@@ -39,11 +39,6 @@ def country_rule_for(country: str) -> CountryRule | None:
 
 def country_blocked(country: str) -> bool:
     return bool(country) and CountryRule.objects.filter(country=country, blocked=True).exists()
-
-
-def client_country(user) -> str:
-    value = ClientProfile.objects.filter(user=user).values_list("country", flat=True).first()
-    return value or ""
 
 
 def requirements_for(*, level: Level, rule: CountryRule | None) -> list[Requirement]:
@@ -122,6 +117,9 @@ STATUS_LABELS = {
     Submission.EXPIRED: "expired",
 }
 
+# A failed questionnaire may be taken again this long after the decision.
+QUESTIONNAIRE_RETAKE_AFTER = timedelta(hours=24)
+
 # An approval this close to its expiry may be renewed by a new submission.
 RENEWAL_WINDOW_DAYS = 30
 
@@ -141,10 +139,32 @@ def submission_allowed(submission: Submission | None, *, now: datetime | None = 
     # Rejected: a failed questionnaire may be retaken the next day; a rejected
     # document is final (support can ask for a new one).
     if submission.requirement.kind == Requirement.QUESTIONNAIRE:
-        if submission.decided_at and (now - submission.decided_at).total_seconds() >= 86400:
+        if submission.decided_at and now - submission.decided_at >= QUESTIONNAIRE_RETAKE_AFTER:
             return ""
         return "You can take the test again 24 hours after your last attempt."
     return "It was rejected. Contact support if you think this is a mistake."
+
+
+def _status_of(
+    requirement: Requirement, submission: Submission | None, now: datetime
+) -> RequirementStatus:
+    if submission is not None:
+        submission.requirement = requirement
+    blocked = submission_allowed(submission, now=now)
+    return RequirementStatus(
+        requirement=requirement,
+        submission=submission,
+        status=effective_status(submission, now=now),
+        can_submit=not blocked,
+        blocked_reason=blocked,
+    )
+
+
+def requirement_status(*, user, requirement: Requirement) -> RequirementStatus:
+    """Where the client stands on one requirement, and whether they may
+    submit for it now."""
+    submission = current_submissions(user).get(requirement.pk)
+    return _status_of(requirement, submission, timezone.now())
 
 
 @dataclass
@@ -177,7 +197,7 @@ def verification_overview(user) -> VerificationOverview:
     """Everything the verification page shows, in a fixed number of queries."""
     now = timezone.now()
     kyc = kyc_for_user(user, with_currency=True)
-    country = client_country(user)
+    country = client_country(user=user)
     rule = country_rule_for(country)
     extra = set(rule.extra_requirements.values_list("id", flat=True)) if rule else set()
     levels = list(
@@ -203,19 +223,7 @@ def verification_overview(user) -> VerificationOverview:
         for requirement in lvl.requirements.all():
             if requirement.only_for_country_rules and requirement.pk not in extra:
                 continue
-            submission = submissions.get(requirement.pk)
-            if submission is not None:
-                submission.requirement = requirement
-            blocked = submission_allowed(submission, now=now)
-            items.append(
-                RequirementStatus(
-                    requirement=requirement,
-                    submission=submission,
-                    status=effective_status(submission, now=now),
-                    can_submit=not blocked,
-                    blocked_reason=blocked,
-                )
-            )
+            items.append(_status_of(requirement, submissions.get(requirement.pk), now))
         if lvl.number <= level.number:
             overview.held.extend(items)
         else:
@@ -235,7 +243,7 @@ def requirement_get_for_user(*, user, requirement_id: int) -> Requirement:
     if requirement is None:
         raise Http404("No such requirement.")
     if requirement.only_for_country_rules:
-        rule = country_rule_for(client_country(user))
+        rule = country_rule_for(client_country(user=user))
         if rule is None or not rule.extra_requirements.filter(pk=requirement.pk).exists():
             raise Http404("No such requirement.")
     return requirement

@@ -35,6 +35,16 @@ def two_factor_state(*, user: User) -> TwoFactorState:
     )
 
 
+def client_country(*, user: User) -> str:
+    """The client's country of residence (ISO code), "" when not given: read
+    from the database, not from a profile cached on the user, since the KYC
+    rules that ask must follow a change at once. (Payments' pages, which have
+    the profile loaded already, read it from there:
+    ``payments.selectors.deposits.client_country``.)"""
+    value = ClientProfile.objects.filter(user=user).values_list("country", flat=True).first()
+    return value or ""
+
+
 def profile_for_user(*, user: User) -> ClientProfile:
     """The user's profile (an empty one, unsaved, if they have none yet)."""
     try:

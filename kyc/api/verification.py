@@ -26,19 +26,11 @@ from rest_framework.response import Response
 from payments.api.common import ApiError, api_view, decimal_text, errors
 
 from .. import selectors, services
+from ..display import Item, LimitGroup, item_for, level_gives, limit_group
 from ..documents import DocumentRejected
 from ..exceptions import KycError
 from ..forms import DocumentForm, QuestionnaireForm
 from ..models import BACK, FRONT, PAGE, Level, Requirement
-from ..views.room import (
-    BLOCKED_COUNTRY,
-    Item,
-    LimitGroup,
-    item_for,
-    level_gives,
-    limit_group,
-    state_for,
-)
 
 # --- what is answered -------------------------------------------------------------
 
@@ -237,7 +229,9 @@ def _requirement(request, requirement_id: int) -> tuple[Requirement, Item]:
     requirement = selectors.requirement_get_for_user(
         user=request.user, requirement_id=requirement_id
     )
-    return requirement, item_for(state_for(request.user, requirement))
+    return requirement, item_for(
+        selectors.requirement_status(user=request.user, requirement=requirement)
+    )
 
 
 RequirementSerializer = inline_serializer(
@@ -361,9 +355,9 @@ def requirement_detail(request, requirement_id: int):
 
 
 def _refuse_blocked_country(user) -> None:
-    if selectors.country_blocked(selectors.client_country(user)):
+    if selectors.country_blocked(selectors.client_country(user=user)):
         raise ApiError(
-            BLOCKED_COUNTRY,
+            services.COUNTRY_BLOCKED,
             code="country_blocked",
             status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
         )
@@ -384,7 +378,7 @@ def _form_errors(form, *, rename: dict[str, str] | None = None, under: str = "")
 
 
 def _created(requirement: Requirement, request) -> Response:
-    item = item_for(state_for(request.user, requirement))
+    item = item_for(selectors.requirement_status(user=request.user, requirement=requirement))
     return Response({"item": _item(item)}, status=status.HTTP_201_CREATED)
 
 

@@ -36,6 +36,11 @@ from ..models import (
     Submission,
 )
 
+COUNTRY_BLOCKED = (
+    "We cannot verify residents of your country of residence. If you live elsewhere, "
+    "update your country in your profile."
+)
+
 # Pages a one-sided document may have (a bank statement over several pages).
 MAX_PAGES = 3
 
@@ -53,7 +58,7 @@ def kyc_ensure(user) -> ClientKyc:
     if kyc is not None:
         return kyc
     with transaction.atomic():
-        country = selectors.client_country(user)
+        country = selectors.client_country(user=user)
         rule = selectors.country_rule_for(country)
         kyc, created = ClientKyc.objects.get_or_create(
             user=user,
@@ -84,7 +89,7 @@ def kyc_country_refresh(*, user) -> ClientKyc:
     verification page)."""
     with transaction.atomic():
         kyc = _lock(user)
-        country = selectors.client_country(user)
+        country = selectors.client_country(user=user)
         risk = _risk_for(selectors.country_rule_for(country))
         if (kyc.country or "") != country or kyc.risk != risk:
             kyc.country = country
@@ -126,7 +131,7 @@ def _climb(kyc: ClientKyc, *, actor, reason: str) -> None:
     """Raise the client through every next level whose requirements (that
     apply to them now) are all approved and in date."""
     now = timezone.now()
-    rule = selectors.country_rule_for(kyc.country or selectors.client_country(kyc.user))
+    rule = selectors.country_rule_for(kyc.country or selectors.client_country(user=kyc.user))
     submissions = selectors.current_submissions(kyc.user)
     reached = kyc.level
     for level in Level.objects.filter(is_active=True, number__gt=reached.number).order_by("number"):
@@ -195,11 +200,8 @@ def _requirement_check(user, requirement: Requirement, kind: str) -> None:
         raise KycError("This item is not asked that way.")
     if not requirement.is_active or not requirement.level.is_active:
         raise KycError("This item is not asked any more.")
-    if selectors.country_blocked(selectors.client_country(user)):
-        raise KycError(
-            "We cannot verify residents of your country of residence. "
-            "If you live elsewhere, correct your profile first."
-        )
+    if selectors.country_blocked(selectors.client_country(user=user)):
+        raise KycError(COUNTRY_BLOCKED)
     selectors.requirement_get_for_user(user=user, requirement_id=requirement.pk)
 
 

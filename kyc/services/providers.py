@@ -82,7 +82,7 @@ def _startable(user, requirement: Requirement) -> KycProvider:
     provider = requirement.provider
     if provider is None or not provider.enabled:
         raise KycError("This check is not available at the moment.")
-    if selectors.country_blocked(selectors.client_country(user)):
+    if selectors.country_blocked(selectors.client_country(user=user)):
         raise KycError("Verification is not available for residents of your country.")
     current = (
         Submission.objects.filter(user=user, requirement=requirement, is_current=True)
