@@ -235,6 +235,15 @@ class Instrument(models.Model):
     )
     digits = models.PositiveSmallIntegerField(help_text="Decimal places of the price.")
     profit_currency = models.CharField(max_length=8, blank=True)
+    spread_markup = models.DecimalField(
+        max_digits=12,
+        decimal_places=2,
+        default=0,
+        help_text=(
+            "The broker's spread markup in points (price steps of the last digit): "
+            "what IB plans share as the spread the broker earned."
+        ),
+    )
     is_active = models.BooleanField(default=True)
 
     class Meta:

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "payments",
     "kyc",
     "ib",
+    "treebeard",
     "antifraud",
     "reports",
 ]

@@ -136,6 +136,8 @@ DATA_MIGRATIONS = [
     ("accounts.migrations.0009_registration_defaults", "grant_registration_permissions"),
     ("kyc.migrations.0002_kyc_defaults", "add_kyc_defaults"),
     ("kyc.migrations.0002_kyc_defaults", "grant_kyc_permissions"),
+    ("ib.migrations.0002_ib_defaults", "add_ib_defaults"),
+    ("ib.migrations.0002_ib_defaults", "grant_ib_permissions"),
 ]
 
 

@@ -1,0 +1,2 @@
+class IbError(Exception):
+    """An IB action refused, with a message for the person who asked."""
