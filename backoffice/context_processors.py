@@ -8,4 +8,5 @@ def branding(request: HttpRequest) -> dict:
     return {
         "brand": brand_get(),
         "room_nav": navigation.items("room"),
+        "partner_nav": navigation.items("partner"),
     }

@@ -32,6 +32,8 @@ urlpatterns = [
     path("room/accounts/", include("payments.urls_trading")),
     path("room/verification/", include("kyc.urls")),
     path("room/", include("accounts.urls")),
+    path("partner/", include("ib.urls")),
+    path("", include("ib.urls_room")),
 ]
 
 if settings.DEBUG:

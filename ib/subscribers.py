@@ -1,0 +1,1 @@
+"""The IB programme's reactions to domain events (each registers itself)."""

@@ -1,0 +1,1 @@
+"""Celery tasks of the IB programme (accrual, settlements, payouts)."""
