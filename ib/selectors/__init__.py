@@ -6,7 +6,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
-from .models import Partner, PlanAssignment, Referral, Settings
+from ..models import Partner, PlanAssignment, Referral, Settings
 
 
 def programme_settings() -> Settings:

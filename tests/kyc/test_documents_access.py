@@ -125,12 +125,15 @@ def test_another_client_gets_404(document):
 
 
 def test_a_partner_gets_404_even_for_a_client_they_referred(document):
-    # An introducing broker signs in like a client; referring someone gives
-    # no access to their documents.
-    partner = TraderFactory(email="partner@example.com")
-    document.user.profile.campaign = "partner-42"
-    document.user.profile.save()
-    assert signed_in(partner).get(url(document)).status_code == 404
+    # An introducing broker signs in like a client; referring someone (here
+    # through a sub-partner, so the client is in both partners' downline)
+    # gives no access to their documents.
+    from tests.ib.factories import make_chain, refer
+
+    top, below = make_chain(2)
+    refer(document.user, below)
+    assert signed_in(top.user).get(url(document)).status_code == 404
+    assert signed_in(below.user).get(url(document)).status_code == 404
 
 
 def test_an_unknown_id_gets_the_same_404(document):
