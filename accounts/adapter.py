@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from allauth.account.adapter import DefaultAccountAdapter
+from django.conf import settings
 from django.http import HttpRequest
 
 from backoffice.events import publish
@@ -21,6 +22,14 @@ def client_ip(request: HttpRequest | None) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def _referral_cookie(request: HttpRequest | None) -> str:
+    """The attribution cookie a partner's link set (its name is a setting;
+    the IB app reads the value from the ``client.registered`` event)."""
+    if request is None:
+        return ""
+    return request.COOKIES.get(getattr(settings, "IB_COOKIE_NAME", "ref"), "")[:64]
+
+
 class AccountAdapter(DefaultAccountAdapter):
     def save_user(self, request, user, form, commit=True):
         user = super().save_user(request, user, form, commit=commit)
@@ -33,6 +42,7 @@ class AccountAdapter(DefaultAccountAdapter):
                 ip=client_ip(request),
                 referrer=request.META.get("HTTP_REFERER", "") if request else "",
                 registration=gathered() if callable(gathered) else None,
+                referral=_referral_cookie(request),
             )
         return user
 

@@ -7,6 +7,7 @@ The writes are in :mod:`accounts.services.registration`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.db.models import Exists, OuterRef, Q, QuerySet
@@ -20,6 +21,11 @@ from .models import Consent, LegalDocument, LegalDocumentVersion, RegistrationFl
 CAMPAIGN_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]{0,49}")
 # The session key of the campaign a visitor arrived with.
 SESSION_CAMPAIGN = "signup_campaign"
+# Other apps' campaign codes (a partner's referral link code) that choose a
+# flow: each resolver takes a normalised code and returns the id of the flow
+# it picked, or None. Consulted only when no active flow lists the code;
+# filled in by those apps' ``AppConfig.ready()``, so accounts imports none.
+CAMPAIGN_FLOW_RESOLVERS: list[Callable[[str], int | None]] = []
 
 
 def campaign_normalise(code: str | None) -> str:
@@ -38,12 +44,15 @@ def flow_for(*, country: str = "", campaign: str = "") -> RegistrationFlow | Non
     blank) who came with ``campaign`` (may be blank).
 
     In this order: the active flow whose campaign codes include the campaign
-    (and whose countries include the country, when it lists countries); else
-    the active flow without campaign codes that lists the country; else the
-    default flow. Among flows that match equally, the lowest priority number
-    wins (then the oldest). ``None`` only when no default flow exists.
-    One query: flows are few and are matched here rather than in SQL, since
-    their countries and codes are lists in text columns.
+    (and whose countries include the country, when it lists countries); else,
+    when no flow lists the code, the flow a :data:`CAMPAIGN_FLOW_RESOLVERS`
+    entry picks for it (a partner's link); else the active flow without
+    campaign codes that lists the country; else the default flow. Among
+    flows that match equally, the lowest priority number wins (then the
+    oldest). ``None`` only when no default flow exists.
+    One query (plus the resolvers' own for a code no flow lists): flows are
+    few and are matched here rather than in SQL, since their countries and
+    codes are lists in text columns.
     """
     country = (country or "").upper()
     campaign = campaign_normalise(campaign)
@@ -58,11 +67,30 @@ def flow_for(*, country: str = "", campaign: str = "") -> RegistrationFlow | Non
             codes = _flow_country_codes(flow)
             if campaign in flow.campaign_codes and (not codes or country in codes):
                 return flow
+        if not any(campaign in flow.campaign_codes for flow in active):
+            resolved = _flow_from_resolvers(campaign, active, country)
+            if resolved is not None:
+                return resolved
     if country:
         for flow in active:
             if not flow.campaign_codes and country in _flow_country_codes(flow):
                 return flow
     return next((f for f in flows if f.is_default), None)
+
+
+def _flow_from_resolvers(
+    campaign: str, active: list[RegistrationFlow], country: str
+) -> RegistrationFlow | None:
+    """The active flow a registered resolver picks for ``campaign`` (with the
+    same country rule as a flow's own campaign codes)."""
+    by_id = {flow.pk: flow for flow in active}
+    for resolver in CAMPAIGN_FLOW_RESOLVERS:
+        flow = by_id.get(resolver(campaign))
+        if flow is not None:
+            codes = _flow_country_codes(flow)
+            if not codes or country in codes:
+                return flow
+    return None
 
 
 def flow_get_for_preview(*, user: User, flow_id: str | int) -> RegistrationFlow:

@@ -403,6 +403,7 @@ class InstrumentAdmin(admin.ModelAdmin):
         "contract_size",
         "digits",
         "profit_currency",
+        "spread_markup",
         "is_active",
     ]
     list_filter = ["group", "is_active", "profit_currency"]

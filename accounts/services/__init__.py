@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 
@@ -33,6 +34,9 @@ PROFILE_FIELDS = (
     "postal_code",
     "language",
 )
+# What an attribution cookie may carry into the ``client.registered`` event
+# (a click token, e.g. ``secrets.token_urlsafe``); anything else is dropped.
+REFERRAL_TOKEN_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
 TOTP_DEVICE_NAME = "Authenticator app"
 BACKUP_DEVICE_NAME = "Backup codes"
 
@@ -51,6 +55,7 @@ def client_register(
     ip: str = "",
     referrer: str = "",
     registration: RegistrationData | None = None,
+    referral: str = "",
 ) -> ClientProfile:
     """Give a newly signed-up user a client profile and announce the sign-up.
 
@@ -58,7 +63,9 @@ def client_register(
     gathered), also record the profile fields, answers, flow, campaign and
     consents (:func:`registration_record`, which may refuse with
     ``RegistrationError``). The event names the flow and campaign, never the
-    answers: no personal data in events.
+    answers: no personal data in events. ``referral`` is the attribution
+    cookie the visitor brought (a partner's link click), passed on in the
+    event only when it looks like a click token.
     """
     profile, _ = ClientProfile.objects.get_or_create(user=user)
     if registration is not None:
@@ -71,6 +78,7 @@ def client_register(
             "referrer": referrer[:200],
             "flow_id": registration.flow_id if registration else None,
             "campaign": registration.campaign if registration else "",
+            "referral": referral if REFERRAL_TOKEN_PATTERN.fullmatch(referral or "") else "",
         },
     )
     return profile

@@ -270,6 +270,7 @@ def test_instruments_filter_by_group_search_and_audit(admin_http):
             "contract_size": "100",
             "digits": "2",
             "profit_currency": "USD",
+            "spread_markup": "0",
             "is_active": "on",
             "_save": "Save",
         },
