@@ -137,6 +137,10 @@ def partner_suspend(*, actor, partner: Partner, reason: str) -> Partner:
     """A suspended partner earns nothing on deals closed while suspended."""
     _require(actor, "ib.approve_partner", "suspend partners")
     partner = Partner.objects.select_for_update().get(pk=partner.pk)
+    if partner.status == Partner.SUSPENDED:
+        return partner
+    if partner.status != Partner.ACTIVE:
+        raise IbError("Only an active partner can be suspended.")
     partner.status = Partner.SUSPENDED
     partner.save(update_fields=["status"])
     publish("ib.partner_suspended", partner, {"reason": reason}, client=partner.user, actor=actor)
@@ -227,6 +231,12 @@ def client_move(*, actor, client, partner: Partner | None, reason: str = "") -> 
     _require(actor, "ib.move_partner", "move clients between partners")
     if partner is not None and partner.user_id == client.pk:
         raise IbError("A client cannot be their own partner.")
+    if partner is not None:
+        # A partner's own trading cannot earn for someone below them (a loop).
+        own = Partner.objects.filter(user_id=client.pk).only("path").first()
+        target = Partner.objects.only("path").get(pk=partner.pk)  # the path as it is now
+        if own is not None and target.path.startswith(own.path):
+            raise IbError("A partner cannot be a client of one of their own sub-partners.")
     now = timezone.now()
     current = (
         Referral.objects.select_for_update().filter(client_id=client.pk, until__isnull=True).first()
@@ -299,7 +309,9 @@ def plan_assign(
     """Put the partner on ``plan`` for deals closed from ``since`` (now)."""
     _require(actor, "ib.change_partner", "change partners' plans")
     partner = (
-        Partner.objects.select_for_update()
+        # Lock the partner's row only: PostgreSQL refuses FOR UPDATE on the
+        # nullable side of the outer join to the parent.
+        Partner.objects.select_for_update(of=("self",))
         .select_related("parent_partner__plan")
         .get(pk=partner.pk)
     )
