@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 from base64 import b32encode
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import Count
+from django.utils import timezone
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from backoffice.models import Brand
@@ -36,6 +37,7 @@ from .platforms import simulator
 from .services.trading import trading_account_open, trading_account_refresh
 
 DEMO_DOMAIN = "demo.test"
+JOINED_AGO = timedelta(days=160)
 
 
 @dataclass
@@ -141,7 +143,13 @@ def seed_demo() -> list[DemoLogin]:
         manager = data.pop("manager")
         user, created = User.objects.get_or_create(
             email=email,
-            defaults={"first_name": data.pop("first_name"), "last_name": data.pop("last_name")},
+            defaults={
+                "first_name": data.pop("first_name"),
+                "last_name": data.pop("last_name"),
+                # They joined before the five months of history the other
+                # seeders give them (payments.demo.DAYS).
+                "date_joined": timezone.now() - JOINED_AGO,
+            },
         )
         data.pop("first_name", None)
         data.pop("last_name", None)

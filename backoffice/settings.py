@@ -417,3 +417,36 @@ SPECTACULAR_SETTINGS = {
 # --- Demo data ------------------------------------------------------------------
 DEMO_PASSWORD = env.str("DEMO_PASSWORD", default="demo-password-2026")
 OTP_ENROL_URL_NAME = "room:security"
+
+# --- IB programme: referral links -------------------------------------------------
+# The attribution cookie a partner's link sets (its lifetime is the programme
+# settings' cookie_days, edited in the admin).
+IB_COOKIE_NAME = env.str("IB_COOKIE_NAME", default="ref")
+if not IB_COOKIE_NAME.replace("_", "").replace("-", "").isalnum() or len(IB_COOKIE_NAME) > 40:
+    raise ImproperlyConfigured("IB_COOKIE_NAME must be letters, digits, - and _ (at most 40)")
+
+# --- IB programme: CPA, revenue share, payouts ---------------------------------------
+# Beat (UTC): revenue-share periods are settled once a day after midnight, then
+# scheduled payouts run (daily partners every day, weekly ones on Mondays);
+# pending CPAs (minimum lots within N days) are checked every this many seconds.
+from celery.schedules import crontab  # noqa: E402
+
+IB_SETTLE_HOUR = env.int("IB_SETTLE_HOUR", default=0)
+IB_PAYOUTS_HOUR = env.int("IB_PAYOUTS_HOUR", default=6)
+IB_CPA_CHECK_INTERVAL = env.float("IB_CPA_CHECK_INTERVAL", default=3600.0)
+if not (0 <= IB_SETTLE_HOUR <= 23 and 0 <= IB_PAYOUTS_HOUR <= 23):
+    raise ImproperlyConfigured("IB_SETTLE_HOUR and IB_PAYOUTS_HOUR are hours 0-23 (UTC)")
+if IB_CPA_CHECK_INTERVAL <= 0:
+    raise ImproperlyConfigured("IB_CPA_CHECK_INTERVAL must be a positive number of seconds")
+CELERY_BEAT_SCHEDULE["ib-revshare-settle"] = {
+    "task": "ib.tasks.revshare_settle",
+    "schedule": crontab(minute=30, hour=IB_SETTLE_HOUR),
+}
+CELERY_BEAT_SCHEDULE["ib-payouts-scheduled"] = {
+    "task": "ib.tasks.payouts_scheduled",
+    "schedule": crontab(minute=0, hour=IB_PAYOUTS_HOUR),
+}
+CELERY_BEAT_SCHEDULE["ib-cpa-check"] = {
+    "task": "ib.tasks.cpa_check_pending",
+    "schedule": IB_CPA_CHECK_INTERVAL,
+}

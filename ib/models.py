@@ -484,8 +484,15 @@ class Commission(models.Model):
     KINDS = [(DEAL, "trading"), (CPA, "CPA"), (REVSHARE, "revenue share")]
 
     kind = models.CharField(max_length=8, choices=KINDS)
+    # No database foreign keys on the hot columns: each would be checked row
+    # by row at commit, millions of times per accrual run (docs/PERFORMANCE.md,
+    # "IB commission accrual"); partners and payouts are never deleted.
     partner = models.ForeignKey(
-        Partner, on_delete=models.PROTECT, related_name="commissions", db_index=False
+        Partner,
+        on_delete=models.PROTECT,
+        related_name="commissions",
+        db_index=False,
+        db_constraint=False,
     )
     client = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -521,7 +528,11 @@ class Commission(models.Model):
     capped = models.BooleanField(default=False)
     amount = models.BigIntegerField()
     currency = models.ForeignKey(
-        "payments.Currency", on_delete=models.PROTECT, related_name="+", db_constraint=False
+        "payments.Currency",
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
+        db_index=False,
     )
     earned_at = models.DateTimeField(help_text="The deal's close, the deposit, the period's end.")
     created_at = models.DateTimeField(default=timezone.now)
@@ -532,6 +543,7 @@ class Commission(models.Model):
         on_delete=models.PROTECT,
         related_name="items",
         db_index=False,
+        db_constraint=False,
     )
 
     class Meta:
@@ -557,7 +569,11 @@ class Commission(models.Model):
                 condition=Q(payout__isnull=True),
                 name="ib_commission_unpaid",
             ),
-            models.Index(fields=["payout"], name="ib_commission_payout"),
+            models.Index(
+                fields=["payout"],
+                condition=Q(payout__isnull=False),
+                name="ib_commission_payout",
+            ),
         ]
 
     def __str__(self) -> str:

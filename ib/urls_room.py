@@ -4,6 +4,12 @@ link redirect /r/<code>/."""
 
 from django.urls import path
 
+from .views import apply as apply_views
+from .views import referral as referral_views
+
 app_name = "ib"
 
-urlpatterns: list = []
+urlpatterns: list = [
+    path("room/partner/", apply_views.apply, name="apply"),
+    path("r/<str:code>/", referral_views.referral, name="referral"),
+]

@@ -19,15 +19,18 @@ def make_plan(*, rebate: str = "10", currency: str = "USD", rules=None, **fields
     global _plans
     _plans += 1
     rules = rules or [{"instrument_group": "", "rebate_per_lot": Decimal(rebate)}]
-    return plan_create(name=fields.pop("name", f"Plan {_plans}"), currency=currency, rules=rules,
-                       **fields)
+    return plan_create(
+        name=fields.pop("name", f"Plan {_plans}"), currency=currency, rules=rules, **fields
+    )
 
 
-def make_partner(*, parent: Partner | None = None, plan: Plan | None = None, user=None,
-                 **fields) -> Partner:
+def make_partner(
+    *, parent: Partner | None = None, plan: Plan | None = None, user=None, **fields
+) -> Partner:
     """An active partner (a trader made partner by staff) under ``parent``."""
-    return partner_create(actor=None, user=user or TraderFactory(), parent=parent, plan=plan,
-                          **fields)
+    return partner_create(
+        actor=None, user=user or TraderFactory(), parent=parent, plan=plan, **fields
+    )
 
 
 def make_chain(depth: int, *, plan: Plan | None = None) -> list[Partner]:
