@@ -68,3 +68,23 @@ def plan_at(partner: Partner, moment: datetime) -> int | None:
         .values_list("plan_id", flat=True)
         .first()
     )
+
+
+def application_history(partner: Partner) -> dict:
+    """When the partner's (latest) application was made and, if it was
+    rejected after that, the reason the applicant was given (from the
+    events the services recorded)."""
+    from backoffice.models import Event
+
+    events = Event.objects.filter(
+        subject_type=Partner._meta.label_lower,
+        subject_id=str(partner.pk),
+        name__in=["ib.partner_applied", "ib.partner_rejected"],
+    ).order_by("-created_at", "-id")[:10]
+    applied = next((e for e in events if e.name == "ib.partner_applied"), None)
+    rejected = next((e for e in events if e.name == "ib.partner_rejected"), None)
+    return {
+        "applied_at": applied.created_at if applied else partner.created_at,
+        "rejected_at": rejected.created_at if rejected else None,
+        "reason": (rejected.payload.get("reason", "") if rejected else "").strip(),
+    }

@@ -15,12 +15,13 @@ the trading account (tests/e2e/test_trading_flow.py).
 from __future__ import annotations
 
 import re
+import time
+from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit
 
 import pytest
 from django.core import mail
-from django.utils import timezone
 from playwright.sync_api import expect
 
 from accounts.models import DemoPlatformAccount, Platform, User
@@ -103,14 +104,18 @@ def test_signup_through_a_partner_link_trade_commission_and_payout(live_server, 
     account = open_trading_account(client, type_name="Standard USD")
     DemoPlatformAccount.objects.filter(login=account.login).update(balance=1_000_000)
     platform = Platform.objects.get(identifier="demo")
-    since_signup = (timezone.now() - client.date_joined).total_seconds() / 86400
-    written = simulator.simulate(
+    # Deals that close after the sign-up (the client is the partner's from
+    # then on). The platform keeps whole seconds: let a few go by, and start
+    # from the second after the sign-up.
+    time.sleep(3)
+    written = simulator.run(
         platform=platform,
         accounts=[account.login],
-        deals_per_account=12,
-        days=since_signup * 0.9,
+        counts=12,
+        days=1,
+        closed_after=client.date_joined + timedelta(seconds=1),
         seed="e2e-ib",
-    )
+    ).deals
     assert written > 0
     deals_sync_platform(platform=platform)  # deals.imported → accrual (eager here)
     earned = list(Commission.objects.filter(partner=partner, kind=Commission.DEAL))
