@@ -10,8 +10,10 @@ access checks for ids in URLs (404 otherwise).
 "Downline clients" are the current referrals (``until`` open) of every
 partner in the subtree; a client's deals, deposits and withdrawals count from
 the moment they were referred (``Referral.since``), so a client moved in by
-staff brings no history that earned someone else. Volume is in lots, of
-live and demo accounts alike, as the platform reports them.
+staff brings no history that earned someone else. Volume is in lots, as the
+platform reports them, of live accounts only: deals of demo accounts
+(virtual money) are no volume, make no active trader and no "has traded",
+as they earn no commission (see :func:`_live_deal_sql`).
 
 The aggregates are a constant number of queries whatever the downline's
 size (the clients list and the tree add a fixed few per page). They are
@@ -43,7 +45,7 @@ from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.utils import timezone
 
-from accounts.models import Deal
+from accounts.models import Deal, TradingAccount
 from payments.models import Deposit, LedgerAccount, Withdrawal
 
 from ..models import Commission, Partner, PartnerMove, Referral
@@ -55,6 +57,7 @@ SIGNUP_WEEKS = 12
 CHART_DAYS = (30, 90)
 
 _DEAL = Deal._meta.db_table
+_ACCOUNT = TradingAccount._meta.db_table
 _REFERRAL = Referral._meta.db_table
 _PARTNER = Partner._meta.db_table
 _COMMISSION = Commission._meta.db_table
@@ -89,6 +92,31 @@ def _fetch(sql: str, params: list) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def _live_deal_sql() -> str:
+    """A condition keeping out deals (``d``) of demo accounts, where the
+    deals are joined to the referrals row by row (the overview's sums): an
+    anti-join on the account's primary key, which PostgreSQL runs as a hash
+    of the demo accounts for a full snapshot and as a probe per deal for the
+    few new deals of a view."""
+    return (
+        f"AND NOT EXISTS (SELECT 1 FROM {_ACCOUNT} a "  # noqa: S608 - names, not data
+        "WHERE a.id = d.account_id AND a.is_demo) "
+    )
+
+
+def _live_client_deal_sql(client: str) -> str:
+    """The same inside a subquery of one client's deals (``client``: the
+    outer query's client id column): the client's demo accounts, one index
+    probe per client and a hashed ``NOT IN`` per deal. (Correlated to the
+    deal instead, an anti-join would probe the accounts once per deal: 500,000
+    probes for 10,000 clients' all-time lots.) A deal's client is its
+    account's owner (a composite foreign key, accounts migration 0007)."""
+    return (
+        f"AND d.account_id NOT IN (SELECT a.id FROM {_ACCOUNT} a "  # noqa: S608 - names
+        f"WHERE a.user_id = {client} AND a.is_demo) "
+    )
 
 
 def _prefix(partner: Partner) -> str:
@@ -286,7 +314,7 @@ def _as_datetime(value) -> datetime:
 def _downline_deals_by_day(
     partner: Partner, *, first_day: date, after_id: int, upto_id: int | None
 ) -> list[tuple[date | None, Decimal]]:
-    """Lots of the downline's deals (since each client's referral) with ids
+    """Lots of the downline's live deals (since each client's referral) with ids
     in (after_id, upto_id], per day of closing from ``first_day`` (None: before)."""
     day, day_params = _day_sql("d.close_time")
     upper = "AND d.id <= %s " if upto_id is not None else ""
@@ -294,7 +322,8 @@ def _downline_deals_by_day(
         f"SELECT CASE WHEN d.close_time >= %s THEN {day} END, SUM(d.volume) "  # noqa: S608 - names
         f"FROM {_REFERRAL} r JOIN {_PARTNER} p ON p.id = r.partner_id "
         f"JOIN {_DEAL} d ON d.client_id = r.client_id AND d.close_time >= r.since "
-        f"WHERE r.until IS NULL AND p.path LIKE %s AND d.id > %s {upper}GROUP BY 1"
+        f"WHERE r.until IS NULL AND p.path LIKE %s AND d.id > %s {upper}{_live_deal_sql()}"
+        "GROUP BY 1"
     )
     params = [_param(_start_of(first_day)), *day_params, _prefix(partner), after_id]
     params += [upto_id] if upto_id is not None else []
@@ -304,14 +333,15 @@ def _downline_deals_by_day(
 def _downline_last_trades(
     partner: Partner, *, since: datetime, after_id: int, upto_id: int | None
 ) -> dict[int, datetime]:
-    """Each downline client's latest deal closed since ``since`` (ids in range)."""
+    """Each downline client's latest live deal closed since ``since`` (ids in range)."""
     upper = "AND d.id <= %s " if upto_id is not None else ""
     sql = (
         "SELECT d.client_id, MAX(d.close_time) "  # noqa: S608 - names
         f"FROM {_REFERRAL} r JOIN {_PARTNER} p ON p.id = r.partner_id "
         f"JOIN {_DEAL} d ON d.client_id = r.client_id AND d.close_time >= r.since "
         f"AND d.close_time >= %s "
-        f"WHERE r.until IS NULL AND p.path LIKE %s AND d.id > %s {upper}GROUP BY 1"
+        f"WHERE r.until IS NULL AND p.path LIKE %s AND d.id > %s {upper}{_live_deal_sql()}"
+        "GROUP BY 1"
     )
     params = [_param(since), _prefix(partner), after_id]
     params += [upto_id] if upto_id is not None else []
@@ -415,7 +445,9 @@ def snapshot_take(partner: Partner, *, stamp: Stamp | None = None) -> Snapshot:
     return snap
 
 
-SNAPSHOT_SHAPE = 1  # bump when Snapshot's fields change: old pickles are ignored
+# Bump when Snapshot's fields or what they count change: old pickles are
+# ignored. 2: deals of demo accounts no longer count.
+SNAPSHOT_SHAPE = 2
 
 
 def _snapshot_key(partner_id: int) -> str:
@@ -594,9 +626,23 @@ def _deals_since_referral() -> QuerySet[Deal]:
     return Deal.objects.filter(client_id=OuterRef("client_id"), close_time__gte=OuterRef("since"))
 
 
+def _traded_since_referral() -> Exists:
+    """Whether the referral's client has a deal on a live account since the
+    referral. The demo check is per deal (a primary-key probe, as in
+    :func:`_live_deal_sql`): EXISTS stops at the first live deal, and
+    PostgreSQL runs it as a join probing each client's deals; the per-client
+    form of the lots would make it hash the whole deal table."""
+    demo = TradingAccount.objects.filter(pk=OuterRef("account_id"), is_demo=True)
+    return Exists(_deals_since_referral().filter(~Exists(demo)))
+
+
 def _lots_subquery() -> Subquery:
+    """The referral's client's lots on live accounts since the referral (the
+    client's demo accounts left out as in :func:`_live_client_deal_sql`)."""
+    demo = TradingAccount.objects.filter(user_id=OuterRef(OuterRef("client_id")), is_demo=True)
     lots = (
         _deals_since_referral()
+        .exclude(account_id__in=demo.values("id"))
         .order_by()
         .values("client_id")
         .annotate(total=Sum("volume"))
@@ -612,7 +658,7 @@ def _clients_filtered(partner: Partner, filters: ClientFilter) -> QuerySet[Refer
     if filters.country:
         qs = qs.filter(client__profile__country=filters.country)
     if filters.traded is not None:
-        traded = Exists(_deals_since_referral())
+        traded = _traded_since_referral()
         qs = qs.filter(traded if filters.traded else ~traded)
     return qs
 
@@ -783,15 +829,15 @@ def tree_level(viewer: Partner, node: Partner, *, since: datetime | None) -> Tre
             by_key[path_key].sub_partners = int(n) - 1
 
     # Clients and lots per branch (the node's own clients: key ''). Each
-    # client's lots are summed on the covering deal index, then per branch:
-    # no join row per deal to sort or hash.
+    # client's lots (live accounts) are summed on the covering deal index,
+    # then per branch: no join row per deal to sort or hash.
     deal_time = "AND d.close_time >= %s " if since else ""
     deal_params = [_param(since)] if since else []
     rows = _fetch(
         "SELECT x.branch, COUNT(*), COALESCE(SUM(x.lots), 0) FROM ("  # noqa: S608 - names
         f"SELECT CASE WHEN p.depth = %s THEN '' ELSE {key} END AS branch, "
         f"(SELECT SUM(d.volume) FROM {_DEAL} d WHERE d.client_id = r.client_id "
-        f"AND d.close_time >= r.since {deal_time}) AS lots "
+        f"AND d.close_time >= r.since {deal_time}{_live_client_deal_sql('r.client_id')}) AS lots "
         f"FROM {_REFERRAL} r JOIN {_PARTNER} p ON p.id = r.partner_id "
         "WHERE r.until IS NULL AND p.path LIKE %s) x GROUP BY x.branch",
         [node.depth, *deal_params, prefix],

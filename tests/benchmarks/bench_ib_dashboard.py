@@ -19,6 +19,8 @@ What it does, all on loopback:
    withdrawals of the downline, and the commission rows a 70/20/10 plan
    gives for the downline's deals (one per deal and partner of the chain:
    about 1,000,000, 500,000 of them the measured partner's); ``VACUUM ANALYZE``;
+   then (a reused database too, once) a demo account for every fifth client
+   with 10 deals each (virtual money: no volume on the dashboard);
 3. signs the partner in (session in the database and Redis) and, in this
    process through Django's test client on PostgreSQL and Redis, requests
    /partner/ ``WARMUP`` times, then ``REQUESTS`` times timing each request:
@@ -83,6 +85,8 @@ OTHER_REQUESTS = 60
 COLD_REQUESTS = 40
 REFRESH_EVERY = 10  # seconds (production: 600)
 ARRIVAL_TICKETS = 90_000_000  # tickets of the deals that arrive while measuring
+DEMO_EVERY = 5  # every fifth client (by id) also has a demo account ...
+DEMO_DEALS_EACH = 10  # ... with this many deals of 1 lot after their sign-up
 GOAL_MS = 200.0
 
 DJANGO_ENV = {
@@ -160,6 +164,8 @@ class Loaded:
     partner_commissions: int
     partners: int
     seconds: float
+    demo_deals: int = 0
+    downline_demo_deals: int = 0
 
 
 def _users(prefix: str, n: int, rng: random.Random, start: dt.datetime) -> list:
@@ -447,6 +453,12 @@ def loaded_summary(top) -> Loaded:
             until__isnull=True, partner__path__startswith=top.path
         ).values("client_id")
     ).count()
+    demo_deals = Deal.objects.filter(account__is_demo=True)
+    downline_demo_deals = demo_deals.filter(
+        client_id__in=Referral.objects.filter(
+            until__isnull=True, partner__path__startswith=top.path
+        ).values("client_id")
+    ).count()
     return Loaded(
         partner_id=top.pk,
         partner_user_id=top.user_id,
@@ -459,7 +471,52 @@ def loaded_summary(top) -> Loaded:
         partner_commissions=Commission.objects.filter(partner=top).count(),
         partners=Partner.objects.count(),
         seconds=0.0,
+        demo_deals=demo_deals.count(),
+        downline_demo_deals=downline_demo_deals,
     )
+
+
+def add_demo_accounts() -> bool:
+    """A demo account (the "Demo USD" type) for every ``DEMO_EVERY``-th
+    client with ``DEMO_DEALS_EACH`` deals of 1 lot, closed after the client's
+    referral: what the dashboard must leave out. Once: a database that has
+    demo accounts is left as it is. Returns whether it added them."""
+    from django.db import connection, transaction
+
+    from accounts.models import AccountType, TradingAccount
+
+    if TradingAccount.objects.filter(is_demo=True).exists():
+        return False
+    demo_type = AccountType.objects.get(platform__identifier="demo", name="Demo USD")
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "INSERT INTO accounts_tradingaccount (login, is_demo, currency, currency_digits, "
+            "leverage, status, balance, equity, margin, free_margin, created_at, "
+            "account_type_id, platform_id, user_id) "
+            "SELECT '9' || LPAD(a.id::text, 7, '0'), true, 'USD', 2, 100, 'active', "
+            "1000000, 1000000, 0, 1000000, now(), %s, a.platform_id, a.user_id "
+            "FROM accounts_tradingaccount a WHERE NOT a.is_demo AND a.user_id %% %s = 0",
+            [demo_type.pk, DEMO_EVERY],
+        )
+        accounts = cur.rowcount
+        cur.execute(
+            "INSERT INTO accounts_deal (platform_id, ticket, account_id, client_id, symbol, "
+            "side, volume, open_time, close_time, open_price, close_price, profit, commission, "
+            "swap, imported_at) "
+            "SELECT a.platform_id, 30000000 + a.id * 100 + g, a.id, a.user_id, 'EURUSD', "
+            "'buy', 1, x.t - interval '1 hour', x.t, 1.08, 1.081, 100, 0, 0, x.t "
+            "FROM accounts_tradingaccount a "
+            "JOIN ib_referral r ON r.client_id = a.user_id AND r.until IS NULL "
+            "CROSS JOIN generate_series(1, %s) g "
+            "CROSS JOIN LATERAL (SELECT r.since + (now() - r.since) "
+            "* (((a.id * 31 + g * 97) %% 1000) / 1000.0) AS t) x WHERE a.is_demo",
+            [DEMO_DEALS_EACH],
+        )
+        deals = cur.rowcount
+    with connection.cursor() as cur:
+        cur.execute("VACUUM ANALYZE accounts_tradingaccount, accounts_deal")
+    log(f"{accounts:,} demo accounts with {deals:,} deals")
+    return True
 
 
 def reuse() -> Loaded | None:
@@ -549,7 +606,9 @@ class Arrivals:
             .order_by("client_id")
         )
         accounts = dict(
-            TradingAccount.objects.filter(user_id__in=clients).values_list("user_id", "id")
+            TradingAccount.objects.filter(user_id__in=clients, is_demo=False).values_list(
+                "user_id", "id"
+            )
         )
         self.pairs = [(c, accounts[c]) for c in clients if c in accounts]
         self.partner_id = partner.pk
@@ -742,6 +801,8 @@ levels):
 | --- | ---: |
 | clients in the partner's downline | {loaded.clients:,} |
 | deals in total / of the downline's clients | {loaded.deals:,} / {loaded.downline_deals:,} |
+| of which on demo accounts (left out) | {loaded.demo_deals:,} / \
+{loaded.downline_demo_deals:,} |
 | deposits / withdrawals (downline) | {loaded.deposits:,} / {loaded.withdrawals:,} |
 | commission rows in total / the partner's own | {loaded.commissions:,} / \
 {loaded.partner_commissions:,} |
@@ -775,7 +836,12 @@ every {REFRESH_EVERY} s, by a thread standing in for the worker:
 move, which changes whose clients are whose (the third row's cost, paid by
 one view). Deposits and withdrawals change status rather than add rows:
 they follow with the full snapshots. Client counts and sign-ups per week
-are read live (two small queries).
+are read live (two small queries). Deals of demo accounts (virtual money)
+are left out of volume, active traders and the clients' and branches'
+lots: in the overview's sums an anti-join on the account's key (a hash of
+the demo accounts for a snapshot, a key probe per new deal in a view); in
+the per-client sums (clients, tree) a `NOT IN` the client's demo accounts
+(one index probe per client).
 
 The queries of taking one snapshot (ms, from the database driver):
 
@@ -814,6 +880,8 @@ def main() -> int:
         if reuse_db:
             common.recreate_database(BENCH_DB)
         loaded = seed()
+    if add_demo_accounts():
+        loaded = reuse() or loaded
     cache.clear()
     log(
         f"partner {loaded.partner_id}: {loaded.clients:,} clients, {loaded.downline_deals:,} "

@@ -15,7 +15,7 @@ from ib.models import Commission, Partner
 from ib.selectors import dashboard as selectors
 from ib.selectors import programme_settings
 from kyc.models import Level
-from tests.factories import set_kyc_level
+from tests.factories import open_trading_account, set_kyc_level
 from tests.ib.dashboard_helpers import add_deals, client_of, commission
 from tests.ib.factories import make_chain, make_partner
 
@@ -178,3 +178,19 @@ def test_selector_counts_match_the_page(top_and_sub):
     assert selectors.clients_count(top, filters) == 3
     assert selectors.clients_count(sub, filters) == 3
     assert selectors.clients_count(top, selectors.ClientFilter(direct_only=True)) == 0
+
+
+def test_deals_of_demo_accounts_are_no_lots_and_no_trading(client, top_and_sub):
+    top, sub = top_and_sub
+    mixed = client_of(top, first_name="Mia", last_name="M")
+    demo_only = client_of(sub, first_name="Deb", last_name="D")
+    add_deals(mixed, [{"volume": "1.5"}])
+    add_deals(mixed, [{"volume": "40"}], account=open_trading_account(mixed, type_name="Demo USD"))
+    demo = open_trading_account(demo_only, type_name="Demo USD")
+    add_deals(demo_only, [{"volume": "50"}], account=demo)
+    client.force_login(top.user)
+    rows = {row.name: row.lots for row in client.get(CLIENTS).context["rows"]}
+    assert rows == {"Mia M.": "1.50", "Deb D.": "0.00"}
+    assert names(client.get(CLIENTS, {"traded": "yes"})) == ["Mia M."]
+    assert names(client.get(CLIENTS, {"traded": "no"})) == ["Deb D."]
+    assert names(client.get(CLIENTS, {"sort": "lots"})) == ["Mia M.", "Deb D."]

@@ -16,6 +16,7 @@ from django.utils import timezone
 from ib.models import Commission, Referral
 from ib.selectors import dashboard
 from ib.selectors.dashboard import overview_compute, overview_for
+from tests.factories import open_trading_account
 from tests.ib.dashboard_helpers import (
     add_deals,
     client_of,
@@ -246,3 +247,23 @@ def test_query_counts_are_fixed_whatever_the_downline(client, network, django_as
     cache.clear()
     with django_assert_num_queries(10):
         assert client.get(OVERVIEW).status_code == 200
+
+
+def test_deals_of_demo_accounts_are_no_volume_and_make_no_active_trader(network):
+    top, sub, _, _ = network
+    mixed, demo_only = client_of(top), client_of(sub)
+    add_deals(mixed, [{"volume": "2"}])
+    add_deals(mixed, [{"volume": "40"}], account=open_trading_account(mixed, type_name="Demo USD"))
+    demo = open_trading_account(demo_only, type_name="Demo USD")
+    add_deals(demo_only, [{"volume": "50"}, {"volume": "0.5"}], account=demo)
+    figures = overview_compute(top)
+    assert (figures.lots_total, figures.lots_month) == (Decimal("2"), Decimal("2"))
+    assert figures.active_traders == 1  # not the demo-only client
+    # New demo deals since the snapshot change nothing; a live one does.
+    assert overview_for(top).lots_total == Decimal("2")
+    add_deals(demo_only, [{"volume": "9"}], account=demo)
+    assert (overview_for(top).lots_total, overview_for(top).active_traders) == (Decimal("2"), 1)
+    add_deals(demo_only, [{"volume": "0.25"}])
+    grown = overview_for(top)
+    assert (grown.lots_total, grown.active_traders) == (Decimal("2.25"), 2)
+    assert grown == overview_compute(top, now=grown.computed_at)

@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from ib.models import Commission
+from tests.factories import open_trading_account
 from tests.ib.dashboard_helpers import add_deals, client_of, commission
 from tests.ib.factories import make_partner
 
@@ -142,3 +143,29 @@ def test_the_query_count_does_not_grow_with_the_branches(client, tree, django_as
         make_partner(parent=sub)
     with django_assert_num_queries(6):
         assert len(client.get(TREE).context["branches"]) == 7
+
+
+def test_deals_of_demo_accounts_are_no_branch_volume(client, tree):
+    top, anna, ben, carl = tree
+    now = timezone.now()
+    of_carl, mine = client_of(carl, since=now - timedelta(days=200)), client_of(top)
+    add_deals(of_carl, [{"volume": "1"}])
+    demo = open_trading_account(of_carl, type_name="Demo USD")
+    add_deals(
+        of_carl,
+        [{"volume": "30"}, {"volume": "5", "close_time": now - timedelta(days=90)}],
+        account=demo,
+    )
+    add_deals(mine, [{"volume": "7"}], account=open_trading_account(mine, type_name="Demo USD"))
+    client.force_login(top.user)
+    for period in ("30d", "all"):
+        response = client.get(TREE, {"period": period})
+        assert (branches(response)["Anna B."].clients, branches(response)["Anna B."].lots) == (
+            "1",
+            "1.00",
+        )
+        assert (response.context["direct"].clients, response.context["direct"].lots) == (
+            "1",
+            "0.00",
+        )
+    assert branches(client.get(children_url(anna)))["Carl D."].lots == "1.00"
