@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -239,6 +240,7 @@ class Instrument(models.Model):
         max_digits=12,
         decimal_places=2,
         default=0,
+        validators=[MinValueValidator(0)],
         help_text=(
             "The broker's spread markup in points (price steps of the last digit): "
             "what IB plans share as the spread the broker earned."
