@@ -80,7 +80,7 @@ class HistoryFilterForm(forms.Form):
     type = forms.ChoiceField(
         label="Type",
         required=False,
-        choices=[("", "All types")] + list(TRANSACTION_TYPES.items()),
+        choices=lambda: [("", "All types"), *TRANSACTION_TYPES.items()],  # apps add kinds
         error_messages={"invalid_choice": "Choose a type from the list."},
     )
     status = forms.ChoiceField(

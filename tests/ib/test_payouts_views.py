@@ -190,3 +190,16 @@ def test_query_counts_are_pinned(signed_in, partner, django_assert_num_queries):
     # Session user, partner, the payout, rows count, the page of rows, their versions.
     with django_assert_num_queries(6):
         assert signed_in.get(reverse("partner:payout", args=[payout.pk])).status_code == 200
+
+
+def test_the_partners_wallet_history_filters_partner_commissions(signed_in, partner):
+    # The wallet history's type filter lists the kinds other apps add
+    # ("Partner commissions"), and finds the payout's posting with it.
+    earn(partner, 9000)
+    payout_create(partner=partner, actor=None, kind=Payout.MANUAL)
+    wallet = LedgerAccount.objects.get(owner=partner.user, currency="USD")
+    response = signed_in.get(f"/room/wallets/{wallet.pk}/", {"type": "ib_payout"})
+    page = text(response)
+    assert response.status_code == 200
+    assert '<option value="ib_payout" selected>Partner commissions</option>' in page
+    assert "90.00" in page
