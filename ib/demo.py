@@ -19,11 +19,8 @@ and CPA are idempotent by their own constraints.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
-from unittest import mock
 
 from allauth.account.models import EmailAddress
 from django.conf import settings as django_settings
@@ -33,6 +30,7 @@ from django.utils import timezone
 
 from accounts.demo import DEMO_DOMAIN
 from accounts.models import ClientProfile, Deal, User
+from backoffice.demo import clock
 from backoffice.money import from_minor
 from payments.models import Deposit
 
@@ -51,14 +49,6 @@ REFERRED = [("alice", "diego"), ("bruno", "erin")]
 # Visits of Diego's link that did not sign up (the funnel's top).
 EXTRA_CLICKS = 37
 PARTNERS_JOINED_AGO = timedelta(days=170)
-
-
-@contextmanager
-def _clock(at: datetime) -> Iterator[None]:
-    # The time line is in the past: the programme started before the demo
-    # clients signed up, so the services run with the clock set back.
-    with mock.patch.object(timezone, "now", return_value=at):
-        yield
 
 
 def _user(name: str, first: str, last: str, country: str, joined: datetime) -> User:
@@ -147,14 +137,14 @@ def _refer(users: dict[str, User], partners: dict[str, Partner]) -> None:
         if client is None or Referral.objects.filter(client=client).exists():
             continue
         link = _link(partners[partner_name])
-        with _clock(client.date_joined - timedelta(hours=1)):
+        with clock(client.date_joined - timedelta(hours=1)):
             visit = referral_visit(code=link.code, ip="203.0.113.10", user_agent="demo")
         if visit is not None and visit.cookie_token:
             referral_attribute_signup(client_id=client.pk, click_token=visit.cookie_token)
         if client_name == "alice":
             first = client.date_joined - timedelta(days=9)
             for i in range(EXTRA_CLICKS):
-                with _clock(first + timedelta(hours=5 * i)):
+                with clock(first + timedelta(hours=5 * i)):
                     referral_visit(code=link.code, ip=f"198.51.100.{i + 1}", user_agent="demo")
 
 
@@ -208,7 +198,7 @@ def seed() -> list[str]:
         return []
     start = timezone.now() - PARTNERS_JOINED_AGO
     with transaction.atomic():
-        with _clock(start):
+        with clock(start):
             plan = _plan(admin)
             partners = _partners(admin, plan, start)
         _refer(users, partners)

@@ -42,10 +42,9 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from functools import partial
 from unittest import mock
@@ -58,6 +57,7 @@ from django.test import RequestFactory
 from django.urls import reverse
 from django.utils import timezone
 
+from backoffice.demo import clock
 from backoffice.money import from_minor, to_minor
 
 from . import services
@@ -195,15 +195,6 @@ def plan() -> list[Planned]:
             balances[other] = balances.get(other, 0) + p.minor
         planned.append(p)
     return planned
-
-
-@contextmanager
-def _clock(at: datetime) -> Iterator[None]:
-    # The ledger stamps postings with the current time and entries are
-    # append-only, so a history "over the last months" is posted with the
-    # clock set back rather than edited afterwards.
-    with mock.patch.object(timezone, "now", return_value=at):
-        yield
 
 
 # --- Money: rates, deposits, withdrawals, a conversion, a transfer ------------------
@@ -751,7 +742,7 @@ def seed() -> list[str]:
     start = timezone.now().replace(second=0, microsecond=0) - timedelta(days=DAYS)
     past = sorted((s for s in timeline if s.minute is not None), key=lambda s: (s.minute, s.key))
     for step in past:
-        with _clock(start + timedelta(minutes=step.minute)):
+        with clock(start + timedelta(minutes=step.minute)):
             if step.guarded:
                 money.attempt(step)
             else:

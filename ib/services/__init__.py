@@ -85,9 +85,10 @@ def partner_apply(
 
 
 def _assign(partner: Partner, plan: Plan | None, actor, since=None) -> None:
-    if plan is None:
-        return
-    plan_assign(actor=None, partner=partner, plan=plan, since=since, _actor_for_record=actor)
+    """Approving or creating a partner puts them on a plan: the approver's
+    permission covers it."""
+    if plan is not None:
+        _plan_record(actor=actor, partner=partner, plan=plan, since=since)
 
 
 @transaction.atomic
@@ -303,11 +304,13 @@ def _check_rate_difference(partner: Partner, plan: Plan) -> None:
 
 
 @transaction.atomic
-def plan_assign(
-    *, actor, partner: Partner, plan: Plan, since=None, _actor_for_record=None
-) -> PlanAssignment:
+def plan_assign(*, actor, partner: Partner, plan: Plan, since=None) -> PlanAssignment:
     """Put the partner on ``plan`` for deals closed from ``since`` (now)."""
     _require(actor, "ib.change_partner", "change partners' plans")
+    return _plan_record(actor=actor, partner=partner, plan=plan, since=since)
+
+
+def _plan_record(*, actor, partner: Partner, plan: Plan, since=None) -> PlanAssignment:
     partner = (
         # Lock the partner's row only: PostgreSQL refuses FOR UPDATE on the
         # nullable side of the outer join to the parent.
@@ -320,12 +323,11 @@ def plan_assign(
     since = since or now
     if since < now - timezone.timedelta(minutes=1):
         raise IbError("A plan change cannot take effect in the past.")
-    record_actor = actor or _actor_for_record
     assignment = PlanAssignment.objects.create(
         partner=partner,
         plan=plan,
         since=since,
-        actor=record_actor if record_actor is not None and record_actor.pk else None,
+        actor=actor if actor is not None and actor.pk else None,
     )
     partner.plan = plan
     partner.save(update_fields=["plan"])
@@ -334,6 +336,6 @@ def plan_assign(
         partner,
         {"plan": plan.pk, "since": since.isoformat()},
         client=partner.user,
-        actor=record_actor,
+        actor=actor,
     )
     return assignment

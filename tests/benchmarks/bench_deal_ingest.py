@@ -44,7 +44,6 @@ import argparse
 import csv
 import io
 import os
-import platform as platform_module
 import random
 import subprocess
 import sys
@@ -598,31 +597,6 @@ def table_shape() -> tuple[list[str], list[str]]:
 # --- Report ----------------------------------------------------------------------------------
 
 
-def machine_info() -> dict[str, str]:
-    import django
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute("SHOW server_version")
-        version = cur.fetchone()[0]
-        cur.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'work_mem')"
-        )
-        pg_settings = dict(cur.fetchall())
-    return {
-        "CPU": common.cpu_description(),
-        "memory": common.memory_total(),
-        "OS": common.os_description(),
-        "PostgreSQL": f"{version} ("
-        + ", ".join(f"{k}={v}" for k, v in sorted(pg_settings.items()))
-        + ")",
-        "Python": platform_module.python_version(),
-        "Django": django.get_version(),
-        "psycopg2": __import__("psycopg2").__version__.split()[0],
-    }
-
-
 def best(results: list[Result], prefix: str) -> Result:
     return max((r for r in results if r.path.startswith(prefix)), key=lambda r: r.rate)
 
@@ -788,7 +762,7 @@ def main() -> int:
             log_round(*rounds[-1])
         else:
             proposed_shape = None
-    info = machine_info()
+    info = common.pg_machine_info()
     section = render_section(info, rounds, data, shape, proposed_shape, started)
     print()
     print(section)

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform as platform_module
 import random
 import subprocess
 import sys
@@ -411,30 +410,6 @@ def counts() -> dict:
     return {"by_level": by_level, "size": size}
 
 
-def machine_info() -> dict[str, str]:
-    import django
-    from django.db import connection
-
-    with connection.cursor() as cur:
-        cur.execute("SHOW server_version")
-        version = cur.fetchone()[0]
-        cur.execute(
-            "SELECT name, setting FROM pg_settings WHERE name IN "
-            "('fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'work_mem')"
-        )
-        settings = dict(cur.fetchall())
-    return {
-        "CPU": common.cpu_description(),
-        "memory": common.memory_total(),
-        "OS": common.os_description(),
-        "PostgreSQL": f"{version} ("
-        + ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
-        + ")",
-        "Python": platform_module.python_version(),
-        "Django": django.get_version(),
-    }
-
-
 def _row(label: str, measured, *, bold: bool = False) -> str:
     run, seconds, other = measured
     b = "**" if bold else ""
@@ -570,7 +545,7 @@ def main() -> int:
     empty_commissions()
     runs["no conflict"] = accrue(first, last, on_conflict=False)
     log_run("no ON CONFLICT", runs["no conflict"])
-    section = render(machine_info(), fixture, result.added, ingest_s, ingest_other, runs,
+    section = render(common.pg_machine_info(), fixture, result.added, ingest_s, ingest_other, runs,
                      sample, table, started)  # fmt: skip
     print()
     print(section)

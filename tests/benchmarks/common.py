@@ -454,3 +454,31 @@ def write_titled_section(title: str, section: str, doc: Path = DOC) -> None:
     else:
         text = text.rstrip() + "\n\n" + section.rstrip() + "\n"
     doc.write_text(text.rstrip() + "\n")
+
+
+def pg_machine_info() -> dict[str, str]:
+    """The machine, PostgreSQL (with the settings that matter for writes),
+    Python, Django and psycopg2, for a benchmark that runs Django in-process."""
+    import django
+    import psycopg2
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute("SHOW server_version")
+        version = cur.fetchone()[0]
+        cur.execute(
+            "SELECT name, setting FROM pg_settings WHERE name IN "
+            "('fsync', 'synchronous_commit', 'shared_buffers', 'max_wal_size', 'work_mem')"
+        )
+        pg_settings = dict(cur.fetchall())
+    return {
+        "CPU": cpu_description(),
+        "memory": memory_total(),
+        "OS": os_description(),
+        "PostgreSQL": f"{version} ("
+        + ", ".join(f"{k}={v}" for k, v in sorted(pg_settings.items()))
+        + ")",
+        "Python": platform.python_version(),
+        "Django": django.get_version(),
+        "psycopg2": psycopg2.__version__.split()[0],
+    }
